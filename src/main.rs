@@ -1,1 +1,48 @@
-fn main() {}
+//! The `strom` binary: `strom serve` runs the broker.
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use tracing_subscriber::EnvFilter;
+
+use strom::serve::{self, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "A persistent, log-based message broker that speaks the Kafka protocol"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (Kafka protocol on 127.0.0.1:9092, data in ./data by default)
+    Serve(ServeArgs),
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.config()?;
+            init_tracing(&config.server.log_filter);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(serve::run(config))
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Topics and partitions, their durable metadata, and the background work
+//! (interval flushes, retention) that keeps their logs in shape.
+
+mod metadata;
+mod partition;
+pub mod topic_config;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use strom_storage::{FlushMode, StorageError};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use metadata::MetadataStore;
+pub use metadata::{MetadataError, TopicRecord};
+pub use partition::Partition;
+pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicConfigs};
+
+/// Errors of the broker layer; `server::errors` maps them to Kafka codes.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("topic {0} already exists")]
+    TopicAlreadyExists(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A topic: its identity, config overrides and partitions.
+pub struct Topic {
+    pub name: String,
+    pub id: uuid::Uuid,
+    pub configs: TopicConfigs,
+    pub partitions: Vec<Arc<Partition>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&Arc<Partition>> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+
+    fn record(&self) -> TopicRecord {
+        TopicRecord {
+            name: self.name.clone(),
+            id: self.id.to_string(),
+            partitions: self.partitions.len() as i32,
+            configs: self.configs.clone(),
+        }
+    }
+}
+
+/// What CreateTopics asks for, after decoding.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 = the broker's num_partitions.
+    pub partitions: i32,
+    /// -1 or 1 on a single broker.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// The broker: every topic, the durable metadata, and the configuration.
+pub struct Broker {
+    pub config: Config,
+    data_dir: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serializes topic creation and deletion and owns the metadata file.
+    store: Mutex<MetadataStore>,
+}
+
+/// Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..".
+pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
+    let bad = |why: &str| Err(BrokerError::InvalidTopic(format!("{name:?} {why}")));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("is not allowed");
+    }
+    if name.len() > 249 {
+        return bad("is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("may only contain ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Opens the data dir, loading and recovering every persisted topic.
+    pub fn open(config: Config) -> Result<Broker, BrokerError> {
+        let data_dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| MetadataError::Io {
+            op: "create data dir",
+            path: data_dir.clone(),
+            source,
+        })?;
+        let store = MetadataStore::open(&data_dir)?;
+        let mut topics = BTreeMap::new();
+        for record in store.load()? {
+            let topic = Self::open_topic(&config, &data_dir, &record)?;
+            topics.insert(record.name.clone(), Arc::new(topic));
+        }
+        info!(data_dir = %data_dir.display(), topics = topics.len(), "data dir opened");
+        Ok(Broker {
+            config,
+            data_dir,
+            topics: RwLock::new(topics),
+            store: Mutex::new(store),
+        })
+    }
+
+    fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+        data_dir.join(format!("{topic}-{index}"))
+    }
+
+    fn open_topic(
+        config: &Config,
+        data_dir: &Path,
+        record: &TopicRecord,
+    ) -> Result<Topic, BrokerError> {
+        let log_config = record
+            .configs
+            .log_config(&config.log)
+            .map_err(BrokerError::InvalidConfig)?;
+        let partitions = (0..record.partitions)
+            .map(|i| {
+                Partition::open(
+                    i,
+                    Self::partition_dir(data_dir, &record.name, i),
+                    log_config.clone(),
+                )
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let id = uuid::Uuid::parse_str(&record.id).map_err(|e| {
+            BrokerError::Internal(format!("topic {} has a bad id: {e}", record.name))
+        })?;
+        Ok(Topic {
+            name: record.name.clone(),
+            id,
+            configs: record.configs.clone(),
+            partitions,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().ok()?.get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: uuid::Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .ok()?
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .map(|t| t.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>, BrokerError> {
+        self.topic(topic)
+            .and_then(|t| t.partition(index).cloned())
+            .ok_or(BrokerError::UnknownTopicOrPartition)
+    }
+
+    /// Checks a CreateTopics entry and returns the effective partition count
+    /// and configs, without creating anything.
+    pub fn validate_new_topic(&self, new: &NewTopic) -> Result<(i32, TopicConfigs), BrokerError> {
+        validate_topic_name(&new.name)?;
+        let partitions = match new.partitions {
+            -1 => self.config.topics.num_partitions,
+            n if n >= 1 => n,
+            n => {
+                return Err(BrokerError::InvalidPartitions(format!(
+                    "number of partitions must be at least 1 (or -1 for the default), found {n}"
+                )))
+            }
+        };
+        if !matches!(new.replication_factor, -1 | 1) {
+            return Err(BrokerError::InvalidReplicationFactor(format!(
+                "replication factor {} is larger than the 1 available broker",
+                new.replication_factor
+            )));
+        }
+        let configs = TopicConfigs::from_pairs(
+            new.configs.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+            &self.config.log,
+        )
+        .map_err(BrokerError::InvalidConfig)?;
+        if self.topic(&new.name).is_some() {
+            return Err(BrokerError::TopicAlreadyExists(new.name.clone()));
+        }
+        Ok((partitions, configs))
+    }
+
+    /// Creates a topic: metadata first (durably), then its partition logs.
+    /// Blocking: call from a blocking context.
+    pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, BrokerError> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let (partitions, configs) = self.validate_new_topic(new)?;
+        // Leftovers of an earlier topic of this name (a crash during its
+        // deletion) must not be resurrected as the new topic's data.
+        for i in 0..partitions {
+            let dir = Self::partition_dir(&self.data_dir, &new.name, i);
+            if dir.exists() {
+                warn!(dir = %dir.display(), "removing leftover partition dir of a deleted topic");
+                std::fs::remove_dir_all(&dir).map_err(|source| MetadataError::Io {
+                    op: "remove leftover dir",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+        }
+        let record = TopicRecord {
+            name: new.name.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            partitions,
+            configs,
+        };
+        let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| t.record()).collect();
+        records.push(record.clone());
+        store.save(records)?;
+        let topic = Arc::new(Self::open_topic(&self.config, &self.data_dir, &record)?);
+        self.topics
+            .write()
+            .map_err(|_| BrokerError::Internal("topics lock poisoned".into()))?
+            .insert(new.name.clone(), topic.clone());
+        info!(topic = %new.name, partitions, "topic created");
+        Ok(topic)
+    }
+
+    /// Returns the topic, creating it with defaults when allowed.
+    pub fn get_or_create_topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        let new = NewTopic {
+            name: name.to_string(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: Vec::new(),
+        };
+        match self.create_topic(&new) {
+            Err(BrokerError::TopicAlreadyExists(_)) => {
+                self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)
+            }
+            other => other,
+        }
+    }
+
+    /// Deletes a topic: forgets it durably, then removes its data from disk.
+    /// Blocking: call from a blocking context.
+    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .filter(|t| t.name != name)
+            .map(|t| t.record())
+            .collect();
+        store.save(records)?;
+        self.topics
+            .write()
+            .map_err(|_| BrokerError::Internal("topics lock poisoned".into()))?
+            .remove(name);
+        for partition in &topic.partitions {
+            // Readers may still hold views of the maps; unlinking is safe.
+            drop(partition.detach());
+            std::fs::remove_dir_all(partition.dir()).map_err(|source| MetadataError::Io {
+                op: "remove partition dir",
+                path: partition.dir().to_path_buf(),
+                source,
+            })?;
+        }
+        metadata::sync_dir(&self.data_dir)?;
+        info!(topic = %name, "topic deleted");
+        Ok(())
+    }
+
+    /// Flushes every partition (interval flush). Blocking.
+    pub fn flush_all(&self) {
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                if let Err(e) = p.flush_blocking() {
+                    if !matches!(e, BrokerError::UnknownTopicOrPartition) {
+                        error!(topic = %topic.name, partition = p.index, cause = %e, "interval flush failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rolls by age and applies retention on every partition. Blocking.
+    pub fn maintain_all(&self) {
+        let now = now_ms();
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                let result = p.maintain(|log| {
+                    log.maybe_roll(now)?;
+                    log.apply_retention(now)
+                });
+                match result {
+                    Ok(0) | Err(BrokerError::UnknownTopicOrPartition) => {}
+                    Ok(deleted) => {
+                        info!(topic = %topic.name, partition = p.index, deleted, "retention deleted segments")
+                    }
+                    Err(e) => {
+                        error!(topic = %topic.name, partition = p.index, cause = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether an acks=-1 produce must wait for an fsync.
+    pub fn acks_all_waits_for_flush(&self) -> bool {
+        self.config.flush.mode == FlushMode::AcksAll
+    }
+
+    /// Closes every log cleanly. Blocking; returns whether all succeeded.
+    pub fn shutdown(&self) -> bool {
+        let mut ok = true;
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                ok &= p.close().is_ok();
+            }
+        }
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        let cases = [
+            ("orders", true),
+            ("a.b_c-D9", true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            ("has space", false),
+            ("slash/name", false),
+            ("ünicode", false),
+        ];
+        for (name, ok) in cases {
+            assert_eq!(validate_topic_name(name).is_ok(), ok, "case {name:?}");
+        }
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! `strom serve`: start the broker, run until SIGTERM/SIGINT, shut down
+//! cleanly (flush, checkpoint, clean-shutdown marker).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::server::Server;
+
+/// Command-line overrides of the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// broker.toml to read (default: the built-in defaults, same as the
+    /// shipped broker.toml)
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, HOST:PORT (port 0 picks a free one)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// Directory for topic data and broker metadata
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address clients are told to connect to, HOST:PORT
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertised_listener: Option<String>,
+}
+
+impl ServeArgs {
+    /// The config file (or defaults) with the flags applied and validated.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(listen) = &self.listen {
+            config.server.listen = listen.clone();
+        }
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(adv) = &self.advertised_listener {
+            config.server.advertised_listener = adv.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs the broker until a termination signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        .await?
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
+    let broker = Arc::new(broker);
+    let server = Server::bind(broker.clone()).await?;
+    let addr = server.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let background = spawn_background(&broker, shutdown_rx.clone());
+    info!(addr = %addr, "listening");
+    let serving = tokio::spawn(server.run(shutdown_rx));
+
+    wait_for_signal().await?;
+    info!("shutting down");
+    shutdown_tx.send_replace(true);
+    if let Err(e) = serving.await {
+        error!(cause = %e, "listener task failed");
+    }
+    for task in background {
+        if let Err(e) = task.await {
+            error!(cause = %e, "background task failed");
+        }
+    }
+    let closed = tokio::task::spawn_blocking(move || broker.shutdown()).await?;
+    if !closed {
+        anyhow::bail!(
+            "some partitions failed to close cleanly; they will be recovered on the next start"
+        );
+    }
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => info!(signal = "SIGTERM", "signal received"),
+        _ = int.recv() => info!(signal = "SIGINT", "signal received"),
+    }
+    Ok(())
+}
+
+/// Interval flushes and retention, each on the blocking pool.
+fn spawn_background(
+    broker: &Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    let periodic = |every: std::time::Duration, work: fn(&Broker)| {
+        let broker = broker.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let broker = broker.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || work(&broker)).await {
+                    error!(cause = %e, "background work panicked");
+                }
+            }
+        })
+    };
+    if broker.config.flush.mode != strom_storage::FlushMode::Never {
+        tasks.push(periodic(broker.config.flush.interval, Broker::flush_all));
+    }
+    tasks.push(periodic(
+        broker.config.log.retention_check_interval,
+        Broker::maintain_all,
+    ));
+    tasks
+}

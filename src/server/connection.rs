@@ -1,0 +1,105 @@
+//! One client connection: reads frames, starts their handlers in arrival
+//! order, and writes responses strictly in that order (pipelining).
+//!
+//! ```text
+//!  socket ─► buf ─► take_frame ─► parse ─► handler (sync part runs now)
+//!                                            │
+//!                                   FuturesOrdered<Pending> (durability waits,
+//!                                            │               long polls, ...)
+//!  socket ◄──────────── response bytes ◄─────┘  in request order
+//! ```
+//!
+//! The read buffer lives here, not in a future, so a cancelled read loses
+//! nothing (`select!` safety).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use super::handlers::{self, Pending};
+use super::Context;
+use crate::protocol::frame::{bytes_wanted, take_frame};
+use crate::protocol::parse_request;
+
+/// Largest read-ahead made in one go while a big frame arrives.
+const READ_CHUNK: usize = 1 << 20;
+
+pub async fn serve(
+    ctx: Arc<Context>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(%peer, cause = %e, "set_nodelay failed");
+    }
+    info!(%peer, "connection opened");
+    let reason = run(&ctx, stream, &mut shutdown).await;
+    info!(%peer, reason = %reason, "connection closed");
+}
+
+async fn run(
+    ctx: &Arc<Context>,
+    stream: TcpStream,
+    shutdown: &mut watch::Receiver<bool>,
+) -> String {
+    let (mut reader, mut writer) = stream.into_split();
+    let max_frame = ctx.broker.config.server.socket_request_max_bytes as usize;
+    let max_in_flight = ctx.broker.config.server.max_in_flight_per_connection;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // Set once we stop reading (peer EOF, shutdown, bad input); the
+    // connection then finishes what it has started and closes.
+    let mut closing: Option<String> = None;
+    loop {
+        while closing.is_none() && pending.len() < max_in_flight {
+            match take_frame(&mut buf, max_frame) {
+                Ok(None) => break,
+                Ok(Some(frame)) => match parse_request(frame)
+                    .map_err(|e| e.to_string())
+                    .and_then(|parsed| handlers::dispatch(ctx, parsed).map_err(|e| e.to_string()))
+                {
+                    Ok(p) => pending.push_back(p),
+                    Err(e) => closing = Some(e),
+                },
+                Err(e) => closing = Some(e.to_string()),
+            }
+        }
+        if let Some(reason) = &closing {
+            if pending.is_empty() {
+                return reason.clone();
+            }
+        }
+        let can_read = closing.is_none() && pending.len() < max_in_flight;
+        if can_read {
+            buf.reserve(bytes_wanted(&buf, READ_CHUNK).max(16 * 1024));
+        }
+        tokio::select! {
+            Some(done) = pending.next(), if !pending.is_empty() => match done {
+                Ok(Some(response)) => {
+                    if let Err(e) = writer.write_all(&response).await {
+                        return format!("write failed: {e}");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Kafka closes the connection here (e.g. acks=0 failures);
+                    // earlier responses were written, later ones are dropped.
+                    return e.to_string();
+                }
+            },
+            read = reader.read_buf(&mut buf), if can_read => match read {
+                Ok(0) => closing = Some(if buf.is_empty() { "peer closed".into() } else { "peer closed mid-request".into() }),
+                Ok(_) => {}
+                Err(e) => return format!("read failed: {e}"),
+            },
+            _ = shutdown.changed(), if closing.is_none() => closing = Some("broker shutting down".into()),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! One handler per API: decode, call the broker, encode. Dispatch is the one
+//! `match` on the API key below; adding an API is one file and one arm.
+//!
+//! A handler runs its order-sensitive part (appends) when called, in request
+//! order, and returns a [`Pending`] future for the rest (durability waits,
+//! long polls), which the connection awaits in order.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
+
+use super::Context;
+use crate::protocol::{encode_response, Parsed, Request, RequestError};
+
+/// Why a connection must be closed instead of answered.
+#[derive(Debug, thiserror::Error)]
+pub enum CloseReason {
+    #[error(transparent)]
+    BadRequest(#[from] RequestError),
+    #[error("cannot encode {key:?} v{version} response: {message}")]
+    Encode {
+        key: ApiKey,
+        version: i16,
+        message: String,
+    },
+    #[error("acks=0 produce failed: {0}")]
+    FailedAcksZero(String),
+}
+
+/// The response bytes (a whole frame), or None when the API sends none.
+pub type Reply = Option<Bytes>;
+pub type Pending = BoxFuture<'static, Result<Reply, CloseReason>>;
+
+/// Starts handling a parsed request.
+pub fn dispatch(ctx: &Arc<Context>, parsed: Parsed) -> Result<Pending, CloseReason> {
+    let req = match parsed {
+        Parsed::ApiVersionsFallback { correlation_id } => {
+            return Ok(ready(api_versions::fallback(correlation_id)));
+        }
+        Parsed::Request(req) => req,
+    };
+    match req.api_key {
+        ApiKey::Produce => produce::handle(ctx, req),
+        ApiKey::Fetch => Ok(fetch::handle(ctx.clone(), req)),
+        ApiKey::ListOffsets => Ok(ready(list_offsets::handle(ctx, &req))),
+        ApiKey::Metadata => Ok(blocking(ctx, req, metadata::handle)),
+        ApiKey::ApiVersions => Ok(ready(api_versions::handle(&req))),
+        ApiKey::CreateTopics => Ok(blocking(ctx, req, create_topics::handle)),
+        ApiKey::DeleteTopics => Ok(blocking(ctx, req, delete_topics::handle)),
+        ApiKey::DescribeConfigs => Ok(ready(describe_configs::handle(ctx, &req))),
+        // parse_request only lets through keys listed in SUPPORTED_APIS.
+        other => Err(CloseReason::BadRequest(RequestError::UnknownApiKey {
+            key: other as i16,
+        })),
+    }
+}
+
+/// A reply that is already computed.
+fn ready(reply: Result<Reply, CloseReason>) -> Pending {
+    Box::pin(std::future::ready(reply))
+}
+
+/// Runs a handler that touches the disk (topic creation, deletion) on the
+/// blocking pool so it does not stall other connections.
+fn blocking(
+    ctx: &Arc<Context>,
+    req: Request,
+    handler: fn(&Context, &Request) -> Result<Reply, CloseReason>,
+) -> Pending {
+    let ctx = ctx.clone();
+    Box::pin(async move {
+        let key = req.api_key;
+        let version = req.version;
+        tokio::task::spawn_blocking(move || handler(&ctx, &req))
+            .await
+            .map_err(|e| CloseReason::Encode {
+                key,
+                version,
+                message: format!("handler task failed: {e}"),
+            })?
+    })
+}
+
+/// Encodes `body` as the response to `req`.
+fn respond<T: Encodable + HeaderVersion>(req: &Request, body: &T) -> Result<Reply, CloseReason> {
+    encode_response(req.header.correlation_id, req.version, body)
+        .map(Some)
+        .map_err(|e| CloseReason::Encode {
+            key: req.api_key,
+            version: req.version,
+            message: e.to_string(),
+        })
+}

@@ -1,0 +1,151 @@
+//! Produce: validate and append each partition's batches now (in request
+//! order), then, for acks=-1, wait for the group-committed fsync.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use tracing::debug;
+
+use super::{respond, CloseReason, Pending, Reply};
+use crate::broker::{BrokerError, Partition};
+use crate::protocol::{frame, legacy_produce, Request, RequestError};
+use crate::server::errors::code_and_message;
+use crate::server::Context;
+
+/// One partition's outcome before durability.
+struct Appended {
+    response: PartitionProduceResponse,
+    /// The partition and end offset to fsync up to, for acks=-1.
+    wait: Option<(Arc<Partition>, i64)>,
+}
+
+pub fn handle(ctx: &Arc<Context>, req: Request) -> Result<Pending, CloseReason> {
+    if req.version < 3 {
+        return Ok(Box::pin(std::future::ready(legacy(&req))));
+    }
+    let request: ProduceRequest = req.decode()?;
+    let acks = request.acks;
+    let wait_for_flush = acks == -1 && ctx.broker.acks_all_waits_for_flush();
+    let mut topics = Vec::with_capacity(request.topic_data.len());
+    let mut first_error: Option<String> = None;
+    for topic in request.topic_data {
+        let name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let outcome = if !matches!(acks, -1..=1) {
+                Err((
+                    ResponseError::InvalidRequiredAcks.code(),
+                    format!("acks must be -1, 0 or 1, found {acks}"),
+                ))
+            } else {
+                append(ctx, &name, data.index, data.records.as_deref())
+            };
+            let mut response = PartitionProduceResponse::default().with_index(data.index);
+            let mut wait = None;
+            match outcome {
+                Ok((partition, info, log_start)) => {
+                    response.base_offset = info.base_offset;
+                    if req.version >= 5 {
+                        response.log_start_offset = log_start;
+                    }
+                    if wait_for_flush {
+                        wait = Some((partition, info.log_end_offset));
+                    }
+                }
+                Err((code, message)) => {
+                    debug!(topic = %name, partition = data.index, code, %message, "produce refused");
+                    first_error.get_or_insert_with(|| format!("{name}-{}: {message}", data.index));
+                    response.error_code = code;
+                    if req.version >= 8 {
+                        response.error_message = Some(StrBytes::from_string(message));
+                    }
+                }
+            }
+            partitions.push(Appended { response, wait });
+        }
+        topics.push((name, partitions));
+    }
+
+    if acks == 0 {
+        // No response at all; on failure Kafka closes the connection so the
+        // producer notices.
+        return Ok(Box::pin(std::future::ready(match first_error {
+            Some(e) => Err(CloseReason::FailedAcksZero(e)),
+            None => Ok(None),
+        })));
+    }
+    let version = req.version;
+    Ok(Box::pin(async move {
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let waits = partitions.into_iter().map(|appended| async move {
+                let mut response = appended.response;
+                if let Some((partition, end)) = appended.wait {
+                    if let Err(e) = partition.wait_durable(end).await {
+                        let (code, message) = code_and_message(&e);
+                        response.error_code = code;
+                        if version >= 8 {
+                            response.error_message = Some(StrBytes::from_string(message));
+                        }
+                    }
+                }
+                response
+            });
+            let partition_responses = futures::future::join_all(waits).await;
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(kafka_protocol::messages::TopicName(StrBytes::from_string(
+                        name,
+                    )))
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        respond(&req, &ProduceResponse::default().with_responses(responses))
+    }))
+}
+
+type AppendOutcome = Result<(Arc<Partition>, strom_storage::AppendInfo, i64), (i16, String)>;
+
+fn append(ctx: &Context, topic: &str, index: i32, records: Option<&[u8]>) -> AppendOutcome {
+    let fail = |e: BrokerError| code_and_message(&e);
+    let partition = ctx.broker.partition(topic, index).map_err(fail)?;
+    let Some(records) = records.filter(|r| !r.is_empty()) else {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            "no records in produce request".into(),
+        ));
+    };
+    let info = partition.append(records).map_err(fail)?;
+    let log_start = partition.offsets().map(|(start, _)| start).unwrap_or(-1);
+    Ok((partition, info, log_start))
+}
+
+/// Produce v0-2: advertised, but answered with UNSUPPORTED_VERSION.
+fn legacy(req: &Request) -> Result<Reply, CloseReason> {
+    let request =
+        legacy_produce::decode(req.body.clone()).map_err(|message| RequestError::Decode {
+            key: req.api_key,
+            version: req.version,
+            message,
+        })?;
+    if request.acks == 0 {
+        return Err(CloseReason::FailedAcksZero(format!(
+            "produce v{} is not supported (record batches need v3+)",
+            req.version
+        )));
+    }
+    let mut out = BytesMut::with_capacity(64);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&req.header.correlation_id.to_be_bytes());
+    legacy_produce::encode_response(
+        &request,
+        req.version,
+        ResponseError::UnsupportedVersion.code(),
+        &mut out,
+    );
+    Ok(Some(frame::finish_frame(out)))
+}
