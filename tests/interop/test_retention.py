@@ -1,0 +1,126 @@
+"""Retention deletes old segments; clients then handle OFFSET_OUT_OF_RANGE.
+
+Segments are made tiny with the topic config segment.bytes=1024 (strom's
+minimum), and the broker checks retention every 200 ms
+(log.retention.check.interval.ms) so the waits stay short.
+"""
+
+import os
+import time
+
+from confluent_kafka import KafkaError, TopicPartition
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KpTopicPartition
+
+from interop_helpers import (
+    CLIENT_TIMEOUT_S,
+    assert_delivered,
+    consume,
+    consumer,
+    create_topic,
+    kcat,
+    produce,
+    producer,
+    wait_until,
+    watermarks,
+)
+
+BROKER_CONFIG = {"log.retention.check.interval.ms": 200}
+N = 60
+
+
+def fill_segments(b, topic, timestamp_ms=None):
+    """N records, one batch each (~250 bytes), so ~4 per 1 KiB segment."""
+    msgs = [{"partition": 0, "key": b"k%d" % i, "value": b"retained-%03d-" % i + b"r" * 180,
+             "timestamp": timestamp_ms} for i in range(N)]
+    reports = produce(producer(b.bootstrap, linger_ms=0), topic, msgs, flush_each=True)
+    assert_delivered(reports)
+    assert [r[2] for r in reports] == list(range(N))
+    return msgs
+
+
+def segment_files(b, topic):
+    return sorted(f for f in os.listdir(os.path.join(b.data_dir, f"{topic}-0")) if f.endswith(".log"))
+
+
+def test_time_retention_deletes_old_segments_and_consumers_restart_at_log_start(start_broker, topic, kcat_bin):
+    b = start_broker(config=BROKER_CONFIG)
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "1024", "retention.ms": "60000"})
+    day_old = int(time.time() * 1000) - 24 * 3600 * 1000
+    msgs = fill_segments(b, topic, timestamp_ms=day_old)
+
+    low, high = wait_until(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(b.bootstrap, topic, 0)),
+                           timeout=30, what="retention to move the log start offset")
+    assert high == N
+    assert 0 < low < N, (low, high)  # the active segment is never deleted
+    assert len(segment_files(b, topic)) >= 1
+
+    # confluent-kafka, auto.offset.reset=earliest: fetch at 0 -> OFFSET_OUT_OF_RANGE -> log start.
+    got = consume(b.bootstrap, topic, 0, 0, N - low, auto_offset_reset="earliest")
+    assert [(m.offset(), m.value()) for m in got] == [(o, msgs[o]["value"]) for o in range(low, N)]
+
+    # kcat (old librdkafka): -o beginning starts at the log start offset.
+    r = kcat(kcat_bin, b.bootstrap, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q", "-f", "%o\\n")
+    assert [int(x) for x in r.stdout.split()] == list(range(low, N))
+
+    # kafka-python: seek(0) is out of range; auto_offset_reset=earliest resets to log start.
+    c = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=None, enable_auto_commit=False,
+                      auto_offset_reset="earliest", request_timeout_ms=15000)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek(tp, 0)
+        first = None
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while first is None and time.monotonic() < deadline:
+            for records in c.poll(timeout_ms=500).values():
+                first = first or records[0]
+        assert first is not None, "kafka-python read nothing after seeking to a deleted offset"
+        assert first.offset == low
+    finally:
+        c.close()
+
+
+def test_fetch_below_log_start_with_reset_error_reports_out_of_range(start_broker, topic):
+    b = start_broker(config=BROKER_CONFIG)
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "1024", "retention.ms": "60000"})
+    fill_segments(b, topic, timestamp_ms=int(time.time() * 1000) - 24 * 3600 * 1000)
+    wait_until(lambda: watermarks(b.bootstrap, topic, 0)[0] > 0, timeout=30, what="retention")
+    c = consumer(b.bootstrap, auto_offset_reset="error")
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        err = None
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while err is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None:
+                assert m.error() is not None, f"read offset {m.offset()}, which retention deleted"
+                err = m.error()
+        assert err is not None and err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE), err
+    finally:
+        c.close()
+
+
+def test_size_retention_keeps_the_newest_records(start_broker, topic):
+    b = start_broker(config=BROKER_CONFIG)
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "1024", "retention.bytes": "2048"})
+    msgs = fill_segments(b, topic)
+    low, high = wait_until(lambda: (lambda w: w if w[0] > 0 else None)(watermarks(b.bootstrap, topic, 0)),
+                           timeout=30, what="size retention to move the log start offset")
+    assert high == N and 0 < low < N
+    got = consume(b.bootstrap, topic, 0, low, N - low)
+    assert [m.value() for m in got] == [msgs[o]["value"] for o in range(low, N)]
+    # Each batch is ~270 bytes: 2048 retained bytes plus the active segment and
+    # one partly-counted segment (~1.3 KiB each) are at most ~17 records.
+    assert N - low <= 20, f"retention.bytes=2048 still keeps {N - low} records of ~270 bytes"
+
+
+def test_retention_survives_restart(start_broker, topic):
+    b = start_broker(config=BROKER_CONFIG)
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "1024", "retention.ms": "60000"})
+    fill_segments(b, topic, timestamp_ms=int(time.time() * 1000) - 24 * 3600 * 1000)
+    low = wait_until(lambda: watermarks(b.bootstrap, topic, 0)[0], timeout=30, what="retention")
+    b.restart()
+    low2, high2 = watermarks(b.bootstrap, topic, 0)
+    assert high2 == N
+    assert low2 >= low, f"log start offset went back from {low} to {low2} after restart"
