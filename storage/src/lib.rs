@@ -15,13 +15,39 @@
 //! This crate is synchronous and knows nothing of sockets or the Kafka
 //! protocol beyond the v2 record batch header; the broker decides threads.
 
-// API CONTRACT (temporary bodies): the storage helper fills these in.
+//!
+//! Modules: [`batch`] (v2 header, validation, offline scanner), `segment`
+//! (one `.log` + its indexes), `index` / `time_index` (mmapped sparse
+//! indexes), `log` ([`Log`]: roll, read, truncate, flush, close),
+//! `recovery` (open, clean marker, crash scan), `retention`, `checkpoint`
+//! (recovery point + log start, crash-safe writes), `sync` ([`Syncer`]:
+//! group commit), `mmap` (the only `unsafe`), [`testing`] (batch builder).
+//!
+//! Locking: `Log` is `Send + Sync` and needs `&mut` for writes; the broker
+//! keeps it behind a lock. [`Syncer`] is shared state of its own: take it
+//! once with [`Log::syncer`] and call [`Syncer::wait_durable`] without
+//! holding the log's lock.
 #![deny(unsafe_code)]
+
+pub mod batch;
+mod checkpoint;
+mod index;
+mod log;
+mod mmap;
+mod recovery;
+mod retention;
+mod segment;
+mod sync;
+pub mod testing;
+mod time_index;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
+
+pub use crate::log::Log;
+pub use crate::sync::Syncer;
 
 /// A position in a partition's log.
 pub type Offset = i64;
@@ -48,10 +74,19 @@ pub enum StorageError {
     BatchTooLarge { size: usize, max: usize },
     /// A read below the log start or above the log end.
     #[error("offset {offset} is outside the log [{log_start}, {log_end}]")]
-    OffsetOutOfRange { offset: Offset, log_start: Offset, log_end: Offset },
+    OffsetOutOfRange {
+        offset: Offset,
+        log_start: Offset,
+        log_end: Offset,
+    },
     /// An I/O error, with what was being done and where.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The partition failed an earlier write or flush and refuses appends
     /// until it is reopened.
     #[error("partition {path} is offline after an earlier I/O error")]
@@ -133,110 +168,10 @@ pub struct ReadData {
     pub log_end_offset: Offset,
 }
 
-/// One partition's log.
-pub struct Log {
-    _todo: (),
-}
-
-impl Log {
-    /// Opens (creating if needed) the log in `dir`, recovering it if the last
-    /// shutdown was not clean.
-    pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        let _ = (dir, config);
-        todo!()
-    }
-
-    /// Validates every v2 batch in `batches` (one or more, back to back),
-    /// assigns offsets in place and appends them. On any validation error
-    /// nothing is appended.
-    pub fn append(&mut self, batches: &[u8]) -> Result<AppendInfo> {
-        let _ = batches;
-        todo!()
-    }
-
-    /// Whole batches starting with the one that contains `offset`, up to
-    /// `max_bytes` but always at least one batch; empty at the log end.
-    pub fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadData> {
-        let _ = (offset, max_bytes);
-        todo!()
-    }
-
-    /// The first offset whose batch max timestamp is >= `timestamp`, with that
-    /// timestamp; None if no batch qualifies.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>> {
-        let _ = timestamp;
-        todo!()
-    }
-
-    pub fn log_start_offset(&self) -> Offset {
-        todo!()
-    }
-
-    /// The offset the next record will get (the high watermark on one broker).
-    pub fn log_end_offset(&self) -> Offset {
-        todo!()
-    }
-
-    /// Bytes of all segments.
-    pub fn size_bytes(&self) -> u64 {
-        todo!()
-    }
-
-    pub fn segment_count(&self) -> usize {
-        todo!()
-    }
-
-    /// Removes every batch at or above `offset` (rounded to a batch boundary).
-    pub fn truncate_to(&mut self, offset: Offset) -> Result<()> {
-        let _ = offset;
-        todo!()
-    }
-
-    /// Makes everything appended so far durable.
-    pub fn flush(&mut self) -> Result<()> {
-        todo!()
-    }
-
-    /// A handle that lets many threads wait for durability without holding
-    /// the log's lock; one flush serves every waiter (group commit).
-    pub fn syncer(&self) -> Syncer {
-        todo!()
-    }
-
-    /// Applies retention.ms and retention.bytes; returns segments deleted.
-    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
-        let _ = now_ms;
-        todo!()
-    }
-
-    /// Rolls by segment.ms when due (called periodically by the broker).
-    pub fn maybe_roll(&mut self, now_ms: i64) -> Result<()> {
-        let _ = now_ms;
-        todo!()
-    }
-
-    pub fn set_config(&mut self, config: LogConfig) {
-        let _ = config;
-        todo!()
-    }
-
-    /// Flushes, writes the checkpoint and the clean-shutdown marker.
-    pub fn close(self) -> Result<()> {
-        todo!()
-    }
-}
-
-/// Group commit handle, cheap to clone, Send + Sync.
-#[derive(Clone)]
-pub struct Syncer {
-    _todo: (),
-}
-
-impl Syncer {
-    /// Blocks until every record below `offset` is durable. One flush serves
-    /// every waiter whose offset was appended before it started.
-    pub fn wait_durable(&self, offset: Offset) -> Result<()> {
-        let _ = offset;
-        todo!()
-    }
+pub(crate) fn io_error(
+    op: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> StorageError {
+    let path = path.to_path_buf();
+    move |source| StorageError::Io { op, path, source }
 }
