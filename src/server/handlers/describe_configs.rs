@@ -41,7 +41,11 @@ pub fn handle(ctx: &Context, req: &Request) -> Result<Reply, CloseReason> {
             };
             match entries {
                 Ok(entries) => {
-                    let keys = resource.configuration_keys.as_ref();
+                    // Null or empty: every config (as Kafka does).
+                    let keys = resource
+                        .configuration_keys
+                        .as_ref()
+                        .filter(|k| !k.is_empty());
                     result.configs = entries
                         .into_iter()
                         .filter(|e| keys.is_none_or(|keys| keys.iter().any(|k| &**k == e.name)))

@@ -1,0 +1,234 @@
+//! Test harness: a real `strom serve` process on 127.0.0.1:0 with a temp
+//! data dir, and a raw Kafka-protocol client to poke it with.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+/// A broker process owned by a test; killed and its data dir removed on drop.
+pub struct TestBroker {
+    child: Option<Child>,
+    pub addr: String,
+    dir: tempfile::TempDir,
+    config: Option<String>,
+    stderr_log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl TestBroker {
+    pub fn start() -> TestBroker {
+        Self::start_with_config(None)
+    }
+
+    /// Starts with extra broker.toml text.
+    pub fn start_with_config(config: Option<&str>) -> TestBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = TestBroker {
+            child: None,
+            addr: String::new(),
+            dir,
+            config: config.map(str::to_string),
+            stderr_log: Default::default(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strom"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(text) = &self.config {
+            let path = self.dir.path().join("broker.toml");
+            std::fs::write(&path, text).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        let mut child = cmd.spawn().expect("spawn strom serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        let log = self.stderr_log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening addr=").nth(1) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                }
+                log.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        self.addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("broker did not become ready; stderr:\n{}", self.stderr()));
+        self.child = Some(child);
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr_log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("broker running");
+        let pid = child.id() as i32;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().ok();
+        panic!(
+            "broker did not stop within 15 s of SIGTERM; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+
+    /// Starts again on the same data dir (new port).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.addr)
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A blocking raw Kafka client: one request at a time.
+pub struct Client {
+    pub stream: TcpStream,
+    correlation: i32,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Client {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    /// Sends `body` as `key` v`version` and decodes the response as `R`.
+    pub fn call<Q: Encodable, R: Decodable + HeaderVersion>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        body: &Q,
+    ) -> R {
+        self.send(key, version, body);
+        let mut frame = self.read_frame().expect("response frame");
+        let header = ResponseHeader::decode(&mut frame, R::header_version(version))
+            .expect("response header");
+        assert_eq!(header.correlation_id, self.correlation, "correlation id");
+        R::decode(&mut frame, version).expect("response body")
+    }
+
+    pub fn send<Q: Encodable>(&mut self, key: ApiKey, version: i16, body: &Q) {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("strom-tests")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        self.send_raw(&buf);
+    }
+
+    /// Writes one frame (size prefix added).
+    pub fn send_raw(&mut self, payload: &[u8]) {
+        let mut frame = (payload.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).expect("write");
+    }
+
+    /// Reads one response frame; None if the broker closed the connection.
+    pub fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// Whether the broker closed this connection (EOF or reset).
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// All partition directories of `topic` under `data_dir`.
+pub fn partition_dirs(data_dir: &Path, topic: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(data_dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.strip_prefix(topic))
+                        .and_then(|rest| rest.strip_prefix('-'))
+                        .is_some_and(|idx| idx.parse::<u32>().is_ok())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Client {
+    /// The correlation id of the last request sent.
+    pub fn last_correlation(&self) -> i32 {
+        self.correlation
+    }
+}
