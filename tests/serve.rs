@@ -329,9 +329,12 @@ fn invalid_topic_names_are_refused_everywhere() {
             "metadata {bad:?}"
         );
     }
-    assert!(std::fs::read_dir(broker.data_dir())
+    let entries: Vec<_> = std::fs::read_dir(broker.data_dir())
         .unwrap()
-        .all(|e| e.unwrap().file_name() == "meta"));
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "meta" && n != ".lock")
+        .collect();
+    assert!(entries.is_empty(), "no partition dirs, found {entries:?}");
 }
 
 #[test]
@@ -611,6 +614,22 @@ fn a_request_split_across_many_writes_is_reassembled() {
     }
     let response = client.read_frame().expect("response");
     assert_eq!(&response[0..4], &77i32.to_be_bytes());
+}
+
+#[test]
+fn a_second_broker_on_the_same_data_dir_refuses_to_start() {
+    let broker = TestBroker::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(broker.data_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another strom process"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]

@@ -87,6 +87,8 @@ pub struct Broker {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion and owns the metadata file.
     store: Mutex<MetadataStore>,
+    /// Held (flock) for the broker's lifetime: one broker per data dir.
+    _lock: std::fs::File,
 }
 
 /// Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..".
@@ -110,6 +112,35 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Takes an exclusive lock on `<data>/.lock`, so a second broker on the
+/// same data dir fails at startup instead of corrupting the first one's logs.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, BrokerError> {
+    let path = data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| MetadataError::Io {
+            op: "open lock file",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(BrokerError::Internal(format!(
+            "data dir {} is in use by another strom process",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(MetadataError::Io {
+            op: "lock",
+            path,
+            source,
+        }
+        .into()),
+    }
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -126,6 +157,7 @@ impl Broker {
             path: data_dir.clone(),
             source,
         })?;
+        let lock = lock_data_dir(&data_dir)?;
         let store = MetadataStore::open(&data_dir)?;
         let mut topics = BTreeMap::new();
         for record in store.load()? {
@@ -138,6 +170,7 @@ impl Broker {
             data_dir,
             topics: RwLock::new(topics),
             store: Mutex::new(store),
+            _lock: lock,
         })
     }
 
