@@ -9,7 +9,7 @@ use tracing::{debug, error, info};
 
 use crate::batch;
 use crate::checkpoint::{self, Checkpoint};
-use crate::segment::{Segment, WriteFailure};
+use crate::segment::{AppendCtx, Segment, WriteFailure};
 use crate::sync::{SyncShared, Syncer};
 use crate::{io_error, AppendInfo, LogConfig, Offset, ReadData, Result, StorageError};
 
@@ -72,11 +72,14 @@ impl Log {
             .sum();
         let now = now_ms();
         self.roll_if_due(batches.len() as u64, records, now)?;
-        let interval = u64::from(self.config.index_interval_bytes);
-        let map_len = self.map_len();
+        let ctx = AppendCtx {
+            index_interval: u64::from(self.config.index_interval_bytes),
+            map_len: self.map_len(),
+            segment_bytes: self.config.segment_bytes,
+        };
         let seg = self.active_mut();
         let base_offset = seg.next_offset;
-        if let Err(failure) = seg.append(batches, &headers, base_offset, interval, map_len) {
+        if let Err(failure) = seg.append(batches, &headers, base_offset, &ctx) {
             let path = seg.log_path.clone();
             return Err(match failure {
                 WriteFailure::RolledBack(e) => {

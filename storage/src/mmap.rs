@@ -1,13 +1,15 @@
 //! Every `unsafe` of the crate: memory maps of segment and index files, and
-//! preallocating index files so that writes through their maps cannot fault.
+//! fallocate (index files, so writes through their maps cannot fault; the
+//! active log, so appends skip block allocation).
 //!
 //! The rule that makes the maps sound (also stated on [`crate::Log::truncate_to`]):
 //! a file is never truncated below a byte that a live map may still be asked
 //! for. Sealed `.log` files are only ever unlinked (a live map keeps the inode);
 //! the active `.log` is truncated only by recovery (before any map exists), by
 //! rolling back a failed append (to the old end, which is past every byte any
-//! reader can reach), or by `truncate_to` when no `Bytes` shares its map (it
-//! copies the kept prefix to a new file otherwise). Index maps are private to
+//! reader can reach), or by `truncate_to` when no `Bytes` views any map of
+//! that file, old or current (counted by a per-file reader token; otherwise
+//! it copies the kept prefix to a new file renamed over the old one). Index maps are private to
 //! their segment and dropped before their file is trimmed.
 #![allow(unsafe_code)]
 
@@ -70,4 +72,37 @@ pub(crate) fn preallocate(file: &File, len: u64) -> io::Result<()> {
         }
         err => Err(io::Error::from_raw_os_error(err)),
     }
+}
+
+/// Reserves disk blocks for `len` bytes from `offset` without changing the
+/// file's size (`FALLOC_FL_KEEP_SIZE`): later writes there skip block
+/// allocation, a full disk shows up here as ENOSPC before anything is
+/// written, and recovery still sees the file end at the last written byte.
+/// `Unsupported` where the filesystem or OS cannot do it.
+#[cfg(target_os = "linux")]
+pub(crate) fn reserve(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "range overflows off_t",
+        ));
+    };
+    // SAFETY: plain FFI call on a descriptor `file` owns for the whole call;
+    // fallocate touches no Rust memory and never shrinks the file.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, n) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, e))
+        }
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn reserve(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "no fallocate"))
 }

@@ -235,3 +235,18 @@ fn segment_ms_rolls_a_non_empty_segment() {
     log.maybe_roll(i64::MAX).unwrap();
     assert_eq!(log.segment_bases(), vec![0, 1]);
 }
+
+#[test]
+fn truncate_to_keeps_reads_taken_before_a_roll_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), tiny_config(300, 100)).unwrap();
+    let spec: Vec<_> = (0..3).map(|i| (2usize, 40usize, i as i64)).collect();
+    let first = fill(&mut log, &spec[..1]);
+    // Read while segment 0 is active, then roll it (sealing remaps it).
+    let live = log.read(0, 1 << 20).unwrap().records;
+    fill(&mut log, &spec[1..]);
+    assert!(log.segment_count() > 1);
+    log.truncate_to(0).unwrap();
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(live.to_vec(), first[0].1, "the old view is still readable");
+}
