@@ -10,7 +10,7 @@ use tracing::{debug, error, info};
 use crate::batch;
 use crate::checkpoint::{self, Checkpoint};
 use crate::segment::{AppendCtx, Segment, WriteFailure};
-use crate::sync::{SyncShared, Syncer};
+use crate::sync::{Pending, SyncShared, Syncer};
 use crate::{io_error, AppendInfo, LogConfig, Offset, ReadData, Result, StorageError};
 
 /// One partition's log. `Send + Sync`; the broker keeps it behind a lock and
@@ -141,16 +141,10 @@ impl Log {
     fn roll(&mut self, reason: &'static str) -> Result<()> {
         let new_base = self.active().next_offset;
         let dir = self.dir.clone();
-        // 1. The finished segment's data reaches the disk first; a failure
-        //    here is a failed flush: offline.
-        {
-            let seg = self.active();
-            if let Err(e) = seg.file.sync_data() {
-                error!(path = %seg.log_path.display(), cause = %e, "fdatasync at roll failed; taking the partition offline");
-                self.sync.set_offline();
-                return Err(io_error("fdatasync", &seg.log_path)(e));
-            }
-        }
+        // 1. The segment sealed by the previous roll is synced now (the
+        //    kernel has usually written it back long since); this one's
+        //    fdatasync is left to the next flush, outside the log's lock.
+        self.sync.sync_pending()?;
         // 2. The new segment; if it cannot be made, the old one stays active.
         let mut new = match Segment::open(&dir, new_base, true) {
             Ok(s) => s,
@@ -176,14 +170,30 @@ impl Log {
         }
         debug!(dir = %dir.display(), base = new_base, reason, "rolled segment");
         {
+            let sealed = self.active();
+            let pending = Pending {
+                base: sealed.base,
+                file: Arc::clone(&sealed.file),
+                path: sealed.log_path.clone(),
+            };
             let mut st = self.sync.lock();
+            st.pending.push(pending);
             st.file = Arc::clone(&new.file);
             st.path = new.log_path.clone();
         }
-        self.sync.mark_durable(new_base);
         self.segments.push(new);
-        self.recovery_point = new_base;
-        self.write_checkpoint()
+        self.advance_recovery_point()
+    }
+
+    /// Moves the recovery point up to the oldest segment that may hold
+    /// unsynced bytes and checkpoints it if it moved.
+    fn advance_recovery_point(&mut self) -> Result<()> {
+        let point = self.sync.oldest_pending().unwrap_or(self.active().base);
+        if point > self.recovery_point {
+            self.recovery_point = point;
+            self.write_checkpoint()?;
+        }
+        Ok(())
     }
 
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
@@ -333,13 +343,15 @@ impl Log {
         self.write_checkpoint()
     }
 
-    /// Makes everything appended so far durable: one fdatasync of the
-    /// active log file, shared with concurrent [`Syncer::wait_durable`]
-    /// callers (sealed segments were synced when they rolled). The active
-    /// segment's index maps are not msynced: after an unclean shutdown they
-    /// are always rebuilt from the log, so syncing them would buy nothing.
+    /// Makes everything appended so far durable: fdatasync of the active
+    /// log file (and of a segment sealed since the last flush), shared with
+    /// concurrent [`Syncer::wait_durable`] callers; then checkpoints the
+    /// recovery point if it moved. The active segment's index maps are not
+    /// msynced: after an unclean shutdown they are always rebuilt from the
+    /// log, so syncing them would buy nothing.
     pub fn flush(&mut self) -> Result<()> {
-        self.sync.sync_to(self.log_end_offset())
+        self.sync.sync_to(self.log_end_offset())?;
+        self.advance_recovery_point()
     }
 
     /// A handle that lets many threads wait for durability without holding

@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
 
 /// A read-only shared map of the first `len` bytes of `file`; `len` may
 /// exceed the file's size (the kernel allows it; touching a page wholly past
@@ -41,7 +41,11 @@ pub(crate) fn map_write(file: &File) -> io::Result<MmapMut> {
     // (`preallocate`), so writes through it need no new blocks and cannot
     // fault on a full disk; the file is only trimmed after this map is
     // dropped (`IndexFile::trim` drops it first).
-    unsafe { MmapOptions::new().map_mut(file) }
+    let map = unsafe { MmapOptions::new().map_mut(file) }?;
+    // Entries are written one page at a time: without this, each first
+    // touch reads ahead (zero-fills) pages far beyond it.
+    map.advise(Advice::Random)?;
+    Ok(map)
 }
 
 /// Allocates disk blocks for the first `len` bytes of `file` (growing it),

@@ -16,10 +16,22 @@ pub(crate) struct SyncState {
     /// Everything below it is on disk.
     pub(crate) durable: Offset,
     flushing: bool,
-    /// The active segment's log file (sealed ones were synced at roll).
+    /// The active segment's log file.
     pub(crate) file: Arc<File>,
+    /// Sealed segments whose log has not been fdatasynced yet (a roll hands
+    /// its sealed file here instead of syncing under the log's lock; the
+    /// next flush syncs them first). Oldest first.
+    pub(crate) pending: Vec<Pending>,
     pub(crate) path: PathBuf,
     pub(crate) offline: bool,
+}
+
+/// A sealed segment's log file awaiting its fdatasync.
+#[derive(Clone)]
+pub(crate) struct Pending {
+    pub(crate) base: Offset,
+    pub(crate) file: Arc<File>,
+    pub(crate) path: PathBuf,
 }
 
 pub(crate) struct SyncShared {
@@ -42,6 +54,7 @@ impl SyncShared {
                 durable: end,
                 flushing: false,
                 file,
+                pending: Vec::new(),
                 path,
                 offline: false,
             }),
@@ -88,19 +101,24 @@ impl SyncShared {
             }
             st.flushing = true;
             let end = st.appended;
-            let file = Arc::clone(&st.file);
-            let path = st.path.clone();
+            let mut files = st.pending.clone();
+            files.push(Pending {
+                base: Offset::MAX,
+                file: Arc::clone(&st.file),
+                path: st.path.clone(),
+            });
             drop(st);
-            let result = file.sync_data();
-            self.fdatasyncs.fetch_add(1, Ordering::Relaxed);
+            let result = self.sync_files(&files);
             st = self.lock();
             st.flushing = false;
             match result {
                 Ok(()) => {
                     st.durable = st.durable.max(end);
+                    st.pending
+                        .retain(|p| files.iter().all(|f| f.base != p.base));
                     self.flushed.notify_all();
                 }
-                Err(e) => {
+                Err((path, e)) => {
                     error!(path = %path.display(), cause = %e, "fdatasync failed; taking the partition offline");
                     st.offline = true;
                     self.flushed.notify_all();
@@ -114,12 +132,45 @@ impl SyncShared {
         }
     }
 
-    /// Records that everything below `offset` is durable (a roll synced it).
-    pub(crate) fn mark_durable(&self, offset: Offset) {
-        let mut st = self.lock();
-        st.durable = st.durable.max(offset);
-        drop(st);
-        self.flushed.notify_all();
+    /// fdatasync of each file in order; the first failure with its path.
+    fn sync_files(&self, files: &[Pending]) -> std::result::Result<(), (PathBuf, std::io::Error)> {
+        for f in files {
+            self.fdatasyncs.fetch_add(1, Ordering::Relaxed);
+            f.file.sync_data().map_err(|e| (f.path.clone(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the sealed segments handed over by earlier rolls now (called
+    /// at the next roll, so at most one sealed segment is ever unsynced and
+    /// recovery never scans more than two). A failure takes the log offline.
+    pub(crate) fn sync_pending(&self) -> Result<()> {
+        let files = self.lock().pending.clone();
+        if files.is_empty() {
+            return Ok(());
+        }
+        match self.sync_files(&files) {
+            Ok(()) => {
+                self.lock()
+                    .pending
+                    .retain(|p| files.iter().all(|f| f.base != p.base));
+                Ok(())
+            }
+            Err((path, e)) => {
+                error!(path = %path.display(), cause = %e, "fdatasync of a sealed segment failed; taking the partition offline");
+                self.set_offline();
+                Err(StorageError::Io {
+                    op: "fdatasync",
+                    path,
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// Base of the oldest sealed segment not yet synced.
+    pub(crate) fn oldest_pending(&self) -> Option<Offset> {
+        self.lock().pending.first().map(|p| p.base)
     }
 
     pub(crate) fn fdatasyncs(&self) -> u64 {

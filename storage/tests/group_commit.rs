@@ -41,3 +41,34 @@ fn concurrent_waiters_share_fdatasyncs() {
     );
     println!("{syncs} fdatasyncs for {waiters} waiters");
 }
+
+#[test]
+fn a_flush_after_a_roll_syncs_the_sealed_segment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 4096,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg).unwrap();
+    let syncer = log.syncer();
+    let b = batch_of(10, 100, 0);
+    while log.segment_count() < 2 {
+        log.append(&b).unwrap();
+    }
+    let before = syncer.fdatasync_count();
+    syncer.wait_durable(log.log_end_offset()).unwrap();
+    assert_eq!(
+        syncer.fdatasync_count() - before,
+        2,
+        "sealed segment, then active"
+    );
+    syncer.wait_durable(log.log_end_offset()).unwrap();
+    assert_eq!(syncer.fdatasync_count() - before, 2, "nothing new to sync");
+    log.append(&b).unwrap();
+    log.flush().unwrap();
+    assert_eq!(
+        syncer.fdatasync_count() - before,
+        3,
+        "only the active segment now"
+    );
+}
