@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
+use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use strom::serve::{self, ServeArgs};
@@ -33,8 +34,7 @@ fn init_tracing(default_filter: &str) {
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.config()?;
@@ -43,6 +43,17 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(serve::run(config))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable message with its causes; no backtrace for users.
+            eprintln!("strom: error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
