@@ -100,6 +100,31 @@ fn append_page_cache(c: &mut Criterion) {
             bn.iter_custom(|iters| burst_appends(&b, iters))
         });
     }
+    // What the append path is made of, for the record: CRC-32C validation
+    // alone, and a bare writev of the same bytes into a fresh file.
+    let b = batch(100, MIB);
+    g.throughput(Throughput::Bytes(b.len() as u64));
+    g.bench_function(BenchmarkId::new("validate_only", MIB), |bn| {
+        bn.iter(|| black_box(strom_storage::batch::validate(&b, 2 << 20).unwrap().len()))
+    });
+    g.bench_function(BenchmarkId::new("raw_write", MIB), |bn| {
+        bn.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut done = 0;
+            while done < iters {
+                let dir = bench_dir();
+                let f = File::create(dir.path().join("raw")).unwrap();
+                let n = (iters - done).min((512 * MIB / b.len()) as u64);
+                let t = Instant::now();
+                for i in 0..n {
+                    f.write_all_at(&b, i * b.len() as u64).unwrap();
+                }
+                total += t.elapsed();
+                done += n;
+            }
+            total
+        })
+    });
     // The limit: memcpy of the same size into a 256 MiB destination that is
     // walked through (so the destination is not cache-hot, like page cache).
     let dst_len = 256 * MIB;

@@ -80,6 +80,8 @@ pub(crate) struct Segment {
     /// its maps, old or current): while its count is above 1, the file must
     /// not be cut.
     readers: Arc<()>,
+    /// Where the file's own offset is, if known (saves a seek per append).
+    cursor: Option<u64>,
     /// Disk blocks are reserved (fallocate, size unchanged) up to here.
     reserved_to: u64,
     /// False once the filesystem said it cannot reserve.
@@ -135,6 +137,7 @@ impl Segment {
             file: Arc::new(file),
             map,
             readers: Arc::new(()),
+            cursor: None,
             reserved_to: size,
             can_reserve: true,
             size,
@@ -252,7 +255,8 @@ impl Segment {
             slices.push(IoSlice::new(&batches[at + 8..at + h.total_size()]));
             at += h.total_size();
         }
-        if let Err(e) = write_all_vectored_at(&self.file, &mut slices, self.size) {
+        if let Err(e) = write_all_vectored_at(&self.file, &mut slices, self.size, &mut self.cursor)
+        {
             // Nothing of this append is visible yet (next_offset has not
             // moved); cut off whatever part of it reached the file.
             return match self.file.set_len(self.size) {
@@ -462,6 +466,7 @@ impl Segment {
     /// `Bytes` shares the map (recovery, or `truncate_to` after checking).
     pub(crate) fn cut_file(&mut self, position: u64) -> io::Result<()> {
         self.map = None;
+        self.cursor = None;
         self.file.set_len(position)?;
         self.file.sync_all()?;
         self.size = position;
@@ -497,6 +502,7 @@ impl Segment {
             f.sync_all()?;
             fs::rename(&tmp, &self.log_path)?;
             self.file = Arc::new(f);
+            self.cursor = None;
             self.readers = Arc::new(());
             self.size = position as u64;
             self.map = None;
@@ -572,9 +578,20 @@ impl BatchHeader {
 
 /// writev at `position` until every slice is written (the file's cursor is
 /// moved; only the log's single writer uses it).
-fn write_all_vectored_at(file: &File, slices: &mut [IoSlice<'_>], position: u64) -> io::Result<()> {
+/// `cursor` is where the file's offset is known to be (None: unknown); the
+/// seek is skipped when it is already at `position`.
+fn write_all_vectored_at(
+    file: &File,
+    slices: &mut [IoSlice<'_>],
+    position: u64,
+    cursor: &mut Option<u64>,
+) -> io::Result<()> {
     let mut f = file;
-    f.seek(SeekFrom::Start(position))?;
+    // Unknown until the whole write succeeds: a partial write moves it.
+    if cursor.take() != Some(position) {
+        f.seek(SeekFrom::Start(position))?;
+    }
+    let total: usize = slices.iter().map(|s| s.len()).sum();
     let mut slices = slices;
     while !slices.is_empty() {
         match f.write_vectored(slices) {
@@ -589,5 +606,6 @@ fn write_all_vectored_at(file: &File, slices: &mut [IoSlice<'_>], position: u64)
             Err(e) => return Err(e),
         }
     }
+    *cursor = Some(position + total as u64);
     Ok(())
 }

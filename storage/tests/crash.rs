@@ -106,5 +106,10 @@ fn acknowledged_batches_survive_sigkill() {
         }
         let last = acked.last().unwrap();
         assert!(log.log_end_offset() > last.0, "round {round}: log end");
+        println!(
+            "round {round}: killed after {kill_after} acks; {} acked batches intact over {} segments",
+            acked.len(),
+            log.segment_count()
+        );
     }
 }
