@@ -36,6 +36,7 @@ pub struct Config {
     pub topics: TopicsConfig,
     pub log: LogDefaults,
     pub flush: FlushConfig,
+    pub groups: GroupsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +166,42 @@ impl Default for FlushConfig {
     }
 }
 
+/// Consumer-group coordinator settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// How long a new group waits for more members before its first
+    /// generation (`group.initial.rebalance.delay.ms`).
+    #[serde(deserialize_with = "de_duration")]
+    pub initial_rebalance_delay: Duration,
+    /// Smallest session timeout a member may ask for (`group.min.session.timeout.ms`).
+    #[serde(deserialize_with = "de_duration")]
+    pub min_session_timeout: Duration,
+    /// Largest session timeout a member may ask for (`group.max.session.timeout.ms`).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_session_timeout: Duration,
+    /// Committed offsets of an empty group are dropped this long after the
+    /// group became empty or the offset was committed, whichever is later
+    /// (`offsets.retention.minutes`).
+    #[serde(deserialize_with = "de_duration")]
+    pub offsets_retention: Duration,
+    /// Longest metadata string accepted with a commit (`offset.metadata.max.bytes`).
+    #[serde(deserialize_with = "de_bytes")]
+    pub offset_metadata_max_bytes: u64,
+}
+
+impl Default for GroupsConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay: Duration::from_secs(3),
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(30 * 60),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
 impl Config {
     /// Parses TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -258,6 +295,15 @@ impl Config {
         }
         if log.retention_check_interval.is_zero() {
             return Err(bad("log.retention_check_interval", "must be positive"));
+        }
+        if self.groups.min_session_timeout > self.groups.max_session_timeout {
+            return Err(bad(
+                "groups.min_session_timeout",
+                "must not exceed groups.max_session_timeout",
+            ));
+        }
+        if self.groups.offsets_retention.is_zero() {
+            return Err(bad("groups.offsets_retention", "must be positive"));
         }
         if self.flush.interval.is_zero() {
             return Err(bad("flush.interval", "must be positive"));

@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::broker::Broker;
+use std::time::{Duration, Instant};
+
+use crate::broker::{now_ms, Broker};
 use crate::config::Config;
 use crate::server::Server;
 
@@ -126,5 +128,18 @@ fn spawn_background(
         broker.config.log.retention_check_interval,
         Broker::maintain_all,
     ));
+    tasks.push(periodic(Duration::from_secs(60), Broker::expire_offsets));
+    // Session expiry and rebalance deadlines: cheap, in-memory, frequent.
+    let groups_broker = broker.clone();
+    let mut groups_shutdown = shutdown.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => groups_broker.groups.tick(Instant::now(), now_ms()),
+                _ = groups_shutdown.changed() => return,
+            }
+        }
+    }));
     tasks
 }

@@ -341,7 +341,9 @@ fn invalid_topic_names_are_refused_everywhere() {
 fn create_topics_checks_partitions_replication_and_configs() {
     let broker = TestBroker::start();
     let mut client = broker.client();
-    let cases: &[(&str, i32, i16, &[(&str, &str)], i16)] = &[
+    // (topic, partitions, replication factor, configs, expected error)
+    type Case<'a> = (&'a str, i32, i16, &'a [(&'a str, &'a str)], i16);
+    let cases: &[Case] = &[
         ("zero-partitions", 0, 1, &[], INVALID_PARTITIONS),
         ("three-replicas", 1, 3, &[], INVALID_REPLICATION_FACTOR),
         (

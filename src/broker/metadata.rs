@@ -53,7 +53,8 @@ pub struct MetadataStore {
     dir: PathBuf,
 }
 
-fn io_err<'a>(
+/// Logs an I/O failure with its cause and wraps it with what was done where.
+pub(crate) fn io_err<'a>(
     op: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> MetadataError + 'a {

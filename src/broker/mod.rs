@@ -1,6 +1,7 @@
 //! Topics and partitions, their durable metadata, and the background work
 //! (interval flushes, retention) that keeps their logs in shape.
 
+pub mod groups;
 mod metadata;
 mod partition;
 pub mod topic_config;
@@ -83,6 +84,8 @@ pub struct NewTopic {
 /// The broker: every topic, the durable metadata, and the configuration.
 pub struct Broker {
     pub config: Config,
+    /// Consumer groups and their committed offsets.
+    pub groups: groups::GroupCoordinator,
     data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion and owns the metadata file.
@@ -164,8 +167,14 @@ impl Broker {
             let topic = Self::open_topic(&config, &data_dir, &record)?;
             topics.insert(record.name.clone(), Arc::new(topic));
         }
+        let groups = groups::GroupCoordinator::open(
+            &data_dir.join("meta"),
+            config.groups.clone(),
+            now_ms(),
+        )?;
         info!(data_dir = %data_dir.display(), topics = topics.len(), "data dir opened");
         Ok(Broker {
+            groups,
             config,
             data_dir,
             topics: RwLock::new(topics),
@@ -357,6 +366,9 @@ impl Broker {
             })?;
         }
         metadata::sync_dir(&self.data_dir)?;
+        if let Err(e) = self.groups.remove_topic(name, now_ms()) {
+            error!(topic = %name, cause = %e, "dropping the deleted topic's committed offsets failed");
+        }
         info!(topic = %name, "topic deleted");
         Ok(())
     }
@@ -393,6 +405,15 @@ impl Broker {
                     }
                 }
             }
+        }
+    }
+
+    /// Expires committed offsets of long-empty groups. Blocking.
+    pub fn expire_offsets(&self) {
+        match self.groups.expire_offsets(now_ms()) {
+            Ok(0) => {}
+            Ok(n) => info!(expired = n, "expired committed offsets of empty groups"),
+            Err(e) => error!(cause = %e, "expiring committed offsets failed"),
         }
     }
 

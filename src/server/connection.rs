@@ -27,6 +27,17 @@ use super::Context;
 use crate::protocol::frame::{bytes_wanted, take_frame};
 use crate::protocol::parse_request;
 
+/// How long in-flight requests may still finish once the broker stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Largest read-ahead made in one go while a big frame arrives.
 const READ_CHUNK: usize = 1 << 20;
 
@@ -40,13 +51,14 @@ pub async fn serve(
         debug!(%peer, cause = %e, "set_nodelay failed");
     }
     info!(%peer, "connection opened");
-    let reason = run(&ctx, stream, &mut shutdown).await;
+    let reason = run(&ctx, stream, peer, &mut shutdown).await;
     info!(%peer, reason = %reason, "connection closed");
 }
 
 async fn run(
     ctx: &Arc<Context>,
     stream: TcpStream,
+    peer: SocketAddr,
     shutdown: &mut watch::Receiver<bool>,
 ) -> String {
     let (mut reader, mut writer) = stream.into_split();
@@ -57,17 +69,21 @@ async fn run(
     // Set once we stop reading (peer EOF, shutdown, bad input); the
     // connection then finishes what it has started and closes.
     let mut closing: Option<String> = None;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
         while closing.is_none() && pending.len() < max_in_flight {
             match take_frame(&mut buf, max_frame) {
                 Ok(None) => break,
-                Ok(Some(frame)) => match parse_request(frame)
-                    .map_err(|e| e.to_string())
-                    .and_then(|parsed| handlers::dispatch(ctx, parsed).map_err(|e| e.to_string()))
-                {
-                    Ok(p) => pending.push_back(p),
-                    Err(e) => closing = Some(e),
-                },
+                Ok(Some(frame)) => {
+                    match parse_request(frame)
+                        .map_err(|e| e.to_string())
+                        .and_then(|parsed| {
+                            handlers::dispatch(ctx, parsed, peer).map_err(|e| e.to_string())
+                        }) {
+                        Ok(p) => pending.push_back(p),
+                        Err(e) => closing = Some(e),
+                    }
+                }
                 Err(e) => closing = Some(e.to_string()),
             }
         }
@@ -99,7 +115,14 @@ async fn run(
                 Ok(_) => {}
                 Err(e) => return format!("read failed: {e}"),
             },
-            _ = shutdown.changed(), if closing.is_none() => closing = Some("broker shutting down".into()),
+            _ = shutdown.changed(), if closing.is_none() => {
+                closing = Some("broker shutting down".into());
+                // Long polls and joins may wait minutes; shutdown does not.
+                drain_deadline = Some(tokio::time::Instant::now() + SHUTDOWN_GRACE);
+            }
+            _ = sleep_until_opt(drain_deadline) => {
+                return format!("broker shutting down; {} unanswered request(s) dropped", pending.len());
+            }
         }
     }
 }

@@ -7,13 +7,24 @@
 
 mod api_versions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -44,7 +55,11 @@ pub type Reply = Option<Bytes>;
 pub type Pending = BoxFuture<'static, Result<Reply, CloseReason>>;
 
 /// Starts handling a parsed request.
-pub fn dispatch(ctx: &Arc<Context>, parsed: Parsed) -> Result<Pending, CloseReason> {
+pub fn dispatch(
+    ctx: &Arc<Context>,
+    parsed: Parsed,
+    peer: SocketAddr,
+) -> Result<Pending, CloseReason> {
     let req = match parsed {
         Parsed::ApiVersionsFallback { correlation_id } => {
             return Ok(ready(api_versions::fallback(correlation_id)));
@@ -60,6 +75,16 @@ pub fn dispatch(ctx: &Arc<Context>, parsed: Parsed) -> Result<Pending, CloseReas
         ApiKey::CreateTopics => Ok(blocking(ctx, req, create_topics::handle)),
         ApiKey::DeleteTopics => Ok(blocking(ctx, req, delete_topics::handle)),
         ApiKey::DescribeConfigs => Ok(ready(describe_configs::handle(ctx, &req))),
+        ApiKey::FindCoordinator => Ok(ready(find_coordinator::handle(ctx, &req))),
+        ApiKey::JoinGroup => Ok(join_group::handle(ctx.clone(), req, peer)),
+        ApiKey::SyncGroup => Ok(sync_group::handle(ctx.clone(), req)),
+        ApiKey::Heartbeat => Ok(ready(heartbeat::handle(ctx, &req))),
+        ApiKey::LeaveGroup => Ok(ready(leave_group::handle(ctx, &req))),
+        ApiKey::OffsetCommit => Ok(blocking(ctx, req, offset_commit::handle)),
+        ApiKey::OffsetFetch => Ok(ready(offset_fetch::handle(ctx, &req))),
+        ApiKey::ListGroups => Ok(ready(list_groups::handle(ctx, &req))),
+        ApiKey::DescribeGroups => Ok(ready(describe_groups::handle(ctx, &req))),
+        ApiKey::DeleteGroups => Ok(blocking(ctx, req, delete_groups::handle)),
         // parse_request only lets through keys listed in SUPPORTED_APIS.
         other => Err(CloseReason::BadRequest(RequestError::UnknownApiKey {
             key: other as i16,
@@ -72,7 +97,7 @@ fn ready(reply: Result<Reply, CloseReason>) -> Pending {
     Box::pin(std::future::ready(reply))
 }
 
-/// Runs a handler that touches the disk (topic creation, deletion) on the
+/// Runs a handler that touches the disk (topics, the offsets store) on the
 /// blocking pool so it does not stall other connections.
 fn blocking(
     ctx: &Arc<Context>,
