@@ -5,28 +5,37 @@
 //!  Log (one per partition directory  <data>/<topic>-<partition>/)
 //!   ├── Segment 00000000000000000000  .log  .index  .timeindex   (sealed)
 //!   ├── Segment 00000000000000052133  .log  .index  .timeindex   (sealed)
-//!   └── Segment 00000000000000104321  .log  .index  .timeindex   (active: appends go here)
+//!   ├── Segment 00000000000000104321  .log  .index  .timeindex   (active: appends go here)
+//!   ├── strom.checkpoint   recovery point + log start offset
+//!   └── .clean_shutdown    present only between close() and the next open()
 //!
-//!  append(batch) ─► batch::validate ─► assign offsets in place ─► active segment
-//!  read(offset)  ─► pick segment ─► index lookup ─► scan headers ─► Bytes slice of the map
-//!  Syncer::wait_durable(offset) ─► group commit: one fdatasync serves every waiter
+//!  append(batch) ─► batch::validate ─► writev (base offsets patched in) ─► active .log
+//!  read(offset)  ─► pick segment ─► index lookup ─► scan headers ─► Bytes view of the map
+//!  Syncer::wait_durable(offset) ─► group commit: one fdatasync round serves every waiter
+//!  open(dir)     ─► clean marker? load : scan from the recovery point, cut at first bad byte
 //! ```
 //!
 //! This crate is synchronous and knows nothing of sockets or the Kafka
 //! protocol beyond the v2 record batch header; the broker decides threads.
-
 //!
 //! Modules: [`batch`] (v2 header, validation, offline scanner), `segment`
 //! (one `.log` + its indexes), `index` / `time_index` (mmapped sparse
-//! indexes), `log` ([`Log`]: roll, read, truncate, flush, close),
+//! indexes), `log` ([`Log`]: append, roll, read, truncate, flush, close),
 //! `recovery` (open, clean marker, crash scan), `retention`, `checkpoint`
 //! (recovery point + log start, crash-safe writes), `sync` ([`Syncer`]:
-//! group commit), `mmap` (the only `unsafe`), [`testing`] (batch builder).
+//! group commit), `mmap` (the only `unsafe`), [`testing`] (batch builder
+//! for tests and benches).
 //!
-//! Locking: `Log` is `Send + Sync` and needs `&mut` for writes; the broker
-//! keeps it behind a lock. [`Syncer`] is shared state of its own: take it
-//! once with [`Log::syncer`] and call [`Syncer::wait_durable`] without
-//! holding the log's lock.
+//! Rules for callers:
+//! - `Log` is `Send + Sync` and needs `&mut` to write; keep it behind a
+//!   lock. Take a [`Syncer`] once with [`Log::syncer`] and call
+//!   [`Syncer::wait_durable`] *without* holding that lock.
+//! - One `Log` per directory at a time (the broker locks the data dir).
+//! - `Bytes` from [`Log::read`] stay valid forever (they keep the map
+//!   alive), also across retention and `truncate_to`.
+//! - `Io` from `append` means nothing was appended and the log is usable
+//!   (e.g. disk full); `Offline` means a flush failed: appends and waits
+//!   fail until the log is reopened (KAFKA_STORAGE_ERROR).
 #![deny(unsafe_code)]
 
 pub mod batch;

@@ -32,8 +32,13 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Log {
-    /// Opens (creating if needed) the log in `dir`, recovering it if the last
-    /// shutdown was not clean (see [`crate::recovery`]).
+    /// Opens (creating if needed) the log in `dir`. After a clean `close`
+    /// the segments are loaded as they are (indexes checked, tails walked);
+    /// otherwise every segment from the one holding the recovery checkpoint
+    /// on is scanned batch by batch (length, CRC-32C, dense offsets), cut at
+    /// the first bad byte with every later segment deleted (logged with
+    /// path, offset and cause), and its indexes rebuilt. A missing or
+    /// inconsistent index is rebuilt from its log either way.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
         crate::recovery::open(dir, config)
     }
