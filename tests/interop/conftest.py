@@ -54,7 +54,7 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     if rep.failed:
         for b in getattr(item, "_strom_brokers", []):
-            rep.sections.append((f"strom {b.name} stderr ({b.log_path})", b.log()))
+            rep.sections.append((f"strom {b.name} stderr ({b.log_path})", f"[{b.status()}]\n{b.log()}"))
 
 
 def _teardown(brokers):
@@ -70,6 +70,14 @@ def _teardown(brokers):
             b.cleanup()
     if errors:
         pytest.fail("clean shutdown failed:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _release_admin_clients():
+    yield
+    import interop_helpers
+
+    interop_helpers.release_clients()
 
 
 @pytest.fixture

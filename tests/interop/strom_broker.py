@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -59,6 +60,9 @@ KAFKA_TO_TOML = {
     "log.retention.check.interval.ms": ("log", "retention_check_interval"),
     "log.flush.interval.ms": ("flush", "interval"),
     "flush.mode": ("flush", "mode"),
+    "group.initial.rebalance.delay.ms": ("groups", "initial_rebalance_delay"),
+    "group.min.session.timeout.ms": ("groups", "min_session_timeout"),
+    "group.max.session.timeout.ms": ("groups", "max_session_timeout"),
 }
 
 
@@ -243,6 +247,21 @@ class Broker:
             except subprocess.TimeoutExpired:
                 pass
         self.port = None
+
+    def status(self):
+        """One line for failure reports: process state and whether the port answers."""
+        if self.proc is None:
+            return "never started"
+        code = self.proc.poll()
+        state = f"pid {self.proc.pid} running" if code is None else f"pid {self.proc.pid} exited with code {code}"
+        if self.port is None:
+            return state + ", not listening (stopped or killed by the test)"
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2):
+                probe = "accepts connections"
+        except OSError as e:
+            probe = f"connect failed: {e}"
+        return f"{state}, {self.bootstrap} {probe}"
 
     # ------------------------------------------------------------ logs
 

@@ -20,6 +20,7 @@ from interop_helpers import (
     CODECS,
     admin,
     assert_delivered,
+    broker_id,
     consume,
     consumer,
     create_topic,
@@ -256,9 +257,7 @@ def test_validate_only_still_reports_errors(broker, topic):
 
 def test_describe_broker_config_reflects_config_file(start_broker, topic):
     b = start_broker(config={"num.partitions": 2, "message.max.bytes": 123456})
-    md = admin(b.bootstrap).list_topics(timeout=CLIENT_TIMEOUT_S)
-    (broker_id,) = md.brokers.keys()
-    configs = _describe(b.bootstrap, ResourceType.BROKER, str(broker_id))
+    configs = _describe(b.bootstrap, ResourceType.BROKER, str(broker_id(b.bootstrap)))
     assert configs.get("num.partitions") == "2", configs
     assert configs.get("message.max.bytes") == "123456", configs
     # A topic created without num_partitions / configs takes the broker's defaults.
