@@ -256,10 +256,12 @@ impl Group {
         if protocols.is_empty() || protocol_type.is_empty() {
             return false;
         }
-        if self.members.is_empty() {
+        let Some(first) = self.members.values().next() else {
             return true;
-        }
-        self.protocol_type.as_deref() == Some(protocol_type)
+        };
+        // Compare with the members, not the group's protocol type: that is
+        // only set when a generation completes.
+        first.protocol_type == protocol_type
             && protocols
                 .iter()
                 .any(|(name, _)| self.members.values().all(|m| m.supports(name)))
