@@ -279,6 +279,15 @@ fn list_offsets_finds_earliest_latest_and_by_timestamp() {
     assert_eq!(list_offset(&mut client, "t", 0, -1).1, 3);
     assert_eq!(list_offset(&mut client, "t", 0, 4_000), (NONE, 2, 5_000));
     assert_eq!(list_offset(&mut client, "t", 0, 9_000), (NONE, -1, -1));
+    // Inside one batch, the first record at or after the timestamp.
+    let spread = BatchBuilder::new(10_000)
+        .record(b"k", b"d", 0)
+        .record(b"k", b"e", 1_000)
+        .record(b"k", b"f", 2_000)
+        .build();
+    produce(&mut client, "t", 0, spread, 1);
+    assert_eq!(list_offset(&mut client, "t", 0, 10_500), (NONE, 4, 11_000));
+    assert_eq!(list_offset(&mut client, "t", 0, 12_000), (NONE, 5, 12_000));
 }
 
 #[test]

@@ -7,7 +7,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{respond, CloseReason, Reply};
-use crate::broker::BrokerError;
+use kafka_protocol::records::RecordBatchDecoder;
+use tracing::debug;
+
+use crate::broker::{BrokerError, Partition};
 use crate::protocol::Request;
 use crate::server::errors::kafka_error;
 use crate::server::Context;
@@ -63,12 +66,36 @@ fn lookup(
         LATEST => Ok((-1, end)),
         EARLIEST => Ok((-1, start)),
         MAX_TIMESTAMP => max_timestamp(&partition, start, end),
-        ts if ts >= 0 => Ok(partition
-            .offset_for_timestamp(ts)?
-            .map(|(offset, ts)| (ts, offset))
-            .unwrap_or((-1, -1))),
+        ts if ts >= 0 => match partition.offset_for_timestamp(ts)? {
+            Some((batch_offset, batch_max)) => {
+                Ok(first_record_at_or_after(&partition, batch_offset, ts)
+                    .unwrap_or((batch_max, batch_offset)))
+            }
+            None => Ok((-1, -1)),
+        },
         _ => Ok((-1, -1)),
     }
+}
+
+/// Within the batch at `batch_offset` (the first whose max timestamp reaches
+/// `ts`), the first record whose own timestamp does, as Kafka answers:
+/// (timestamp, offset). Compressed batches are decompressed to look.
+fn first_record_at_or_after(
+    partition: &Partition,
+    batch_offset: i64,
+    ts: i64,
+) -> Option<(i64, i64)> {
+    let mut batch = partition.read(batch_offset, 1).ok()?.records;
+    let records = RecordBatchDecoder::decode(&mut batch)
+        .inspect_err(
+            |e| debug!(batch_offset, cause = %e, "cannot decode batch for a timestamp lookup"),
+        )
+        .ok()?;
+    records
+        .records
+        .iter()
+        .find(|r| r.timestamp >= ts)
+        .map(|r| (r.timestamp, r.offset))
 }
 
 /// The batch holding the largest timestamp (KIP-734).
