@@ -117,6 +117,9 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
             if bad.is_none() && i + 1 < bases.len() {
                 seg.finish_indexes()
                     .map_err(io_error("trim indexes", &path))?;
+                seg.forget_reservation();
+                seg.release_reserved()
+                    .map_err(io_error("release reserved blocks", &path))?;
             }
         }
         if bad.is_none() {

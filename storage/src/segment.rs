@@ -542,6 +542,12 @@ impl Segment {
         Ok(())
     }
 
+    /// After a crash the file may still hold blocks reserved past its end
+    /// by the process that died; this gives them back.
+    pub(crate) fn forget_reservation(&mut self) {
+        self.reserved_to = u64::MAX;
+    }
+
     /// Closing time-index entry, then trim + fsync of both index files.
     pub(crate) fn finish_indexes(&mut self) -> io::Result<()> {
         if self.next_offset > self.base {
