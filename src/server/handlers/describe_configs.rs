@@ -78,127 +78,100 @@ fn encode_entry(e: ConfigEntry, version: i16) -> DescribeConfigsResourceResult {
     out
 }
 
-/// The broker-level settings under their Kafka names.
+fn ms(d: std::time::Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// How to read one broker setting, under its Kafka name, from a config.
+type Getter = fn(&Config) -> String;
+
+/// The broker-level settings DescribeConfigs shows, with their types.
+const BROKER_CONFIGS: &[(&str, ConfigType, Getter)] = &[
+    ("broker.id", ConfigType::Int, |_| "0".into()),
+    ("listeners", ConfigType::String, |c| c.server.listen.clone()),
+    ("advertised.listeners", ConfigType::String, |c| {
+        c.server.advertised_listener.clone()
+    }),
+    ("log.dirs", ConfigType::String, |c| {
+        c.server.data_dir.display().to_string()
+    }),
+    ("socket.request.max.bytes", ConfigType::Int, |c| {
+        c.server.socket_request_max_bytes.to_string()
+    }),
+    ("max.connections", ConfigType::Int, |c| {
+        c.server.max_connections.to_string()
+    }),
+    ("auto.create.topics.enable", ConfigType::Boolean, |c| {
+        c.topics.auto_create.to_string()
+    }),
+    ("num.partitions", ConfigType::Int, |c| {
+        c.topics.num_partitions.to_string()
+    }),
+    ("log.segment.bytes", ConfigType::Int, |c| {
+        c.log.segment_bytes.to_string()
+    }),
+    ("log.roll.ms", ConfigType::Long, |c| ms(c.log.segment_time)),
+    ("log.retention.ms", ConfigType::Long, |c| {
+        c.log.retention_time.map_or("-1".into(), ms)
+    }),
+    ("log.retention.bytes", ConfigType::Long, |c| {
+        c.log.retention_bytes.map_or("-1".into(), |b| b.to_string())
+    }),
+    ("log.index.interval.bytes", ConfigType::Int, |c| {
+        c.log.index_interval_bytes.to_string()
+    }),
+    ("log.index.size.max.bytes", ConfigType::Int, |c| {
+        c.log.index_max_bytes.to_string()
+    }),
+    ("message.max.bytes", ConfigType::Int, |c| {
+        c.log.message_max_bytes.to_string()
+    }),
+    ("log.retention.check.interval.ms", ConfigType::Long, |c| {
+        ms(c.log.retention_check_interval)
+    }),
+    ("log.flush.interval.ms", ConfigType::Long, |c| {
+        ms(c.flush.interval)
+    }),
+    ("strom.flush.mode", ConfigType::String, |c| {
+        format!("{:?}", c.flush.mode)
+    }),
+    ("group.initial.rebalance.delay.ms", ConfigType::Int, |c| {
+        ms(c.groups.initial_rebalance_delay)
+    }),
+    ("group.min.session.timeout.ms", ConfigType::Int, |c| {
+        ms(c.groups.min_session_timeout)
+    }),
+    ("group.max.session.timeout.ms", ConfigType::Int, |c| {
+        ms(c.groups.max_session_timeout)
+    }),
+    ("offsets.retention.minutes", ConfigType::Int, |c| {
+        (c.groups.offsets_retention.as_secs() / 60).to_string()
+    }),
+    ("offset.metadata.max.bytes", ConfigType::Int, |c| {
+        c.groups.offset_metadata_max_bytes.to_string()
+    }),
+];
+
+/// The broker-level settings; the source says whether each differs from
+/// the built-in default.
 fn broker_configs(config: &Config) -> Vec<ConfigEntry> {
     let defaults = Config::default();
-    let ms = |d: std::time::Duration| d.as_millis().to_string();
-    let opt_ms = |d: Option<std::time::Duration>| d.map_or("-1".to_string(), ms);
-    let opt_bytes = |b: Option<u64>| b.map_or("-1".to_string(), |b| b.to_string());
-    let entry = |name, value: String, default: String, config_type| ConfigEntry {
-        name,
-        source: if value == default {
-            ConfigSource::Default
-        } else {
-            ConfigSource::StaticBroker
-        },
-        value,
-        config_type,
-        read_only: true,
-    };
-    let (c, d) = (config, &defaults);
-    vec![
-        entry("broker.id", "0".into(), "0".into(), ConfigType::Int),
-        entry(
-            "listeners",
-            c.server.listen.clone(),
-            d.server.listen.clone(),
-            ConfigType::String,
-        ),
-        entry(
-            "advertised.listeners",
-            c.server.advertised_listener.clone(),
-            d.server.advertised_listener.clone(),
-            ConfigType::String,
-        ),
-        entry(
-            "log.dirs",
-            c.server.data_dir.display().to_string(),
-            d.server.data_dir.display().to_string(),
-            ConfigType::String,
-        ),
-        entry(
-            "socket.request.max.bytes",
-            c.server.socket_request_max_bytes.to_string(),
-            d.server.socket_request_max_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "max.connections",
-            c.server.max_connections.to_string(),
-            d.server.max_connections.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "auto.create.topics.enable",
-            c.topics.auto_create.to_string(),
-            d.topics.auto_create.to_string(),
-            ConfigType::Boolean,
-        ),
-        entry(
-            "num.partitions",
-            c.topics.num_partitions.to_string(),
-            d.topics.num_partitions.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "log.segment.bytes",
-            c.log.segment_bytes.to_string(),
-            d.log.segment_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "log.roll.ms",
-            ms(c.log.segment_time),
-            ms(d.log.segment_time),
-            ConfigType::Long,
-        ),
-        entry(
-            "log.retention.ms",
-            opt_ms(c.log.retention_time),
-            opt_ms(d.log.retention_time),
-            ConfigType::Long,
-        ),
-        entry(
-            "log.retention.bytes",
-            opt_bytes(c.log.retention_bytes),
-            opt_bytes(d.log.retention_bytes),
-            ConfigType::Long,
-        ),
-        entry(
-            "log.index.interval.bytes",
-            c.log.index_interval_bytes.to_string(),
-            d.log.index_interval_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "log.index.size.max.bytes",
-            c.log.index_max_bytes.to_string(),
-            d.log.index_max_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "message.max.bytes",
-            c.log.message_max_bytes.to_string(),
-            d.log.message_max_bytes.to_string(),
-            ConfigType::Int,
-        ),
-        entry(
-            "log.retention.check.interval.ms",
-            ms(c.log.retention_check_interval),
-            ms(d.log.retention_check_interval),
-            ConfigType::Long,
-        ),
-        entry(
-            "log.flush.interval.ms",
-            ms(c.flush.interval),
-            ms(d.flush.interval),
-            ConfigType::Long,
-        ),
-        entry(
-            "strom.flush.mode",
-            format!("{:?}", c.flush.mode),
-            format!("{:?}", d.flush.mode),
-            ConfigType::String,
-        ),
-    ]
+    BROKER_CONFIGS
+        .iter()
+        .map(|&(name, config_type, get)| {
+            let value = get(config);
+            let source = if value == get(&defaults) {
+                ConfigSource::Default
+            } else {
+                ConfigSource::StaticBroker
+            };
+            ConfigEntry {
+                name,
+                value,
+                source,
+                config_type,
+                read_only: true,
+            }
+        })
+        .collect()
 }
