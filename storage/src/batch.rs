@@ -553,4 +553,37 @@ mod tests {
         assert_eq!(stop.position, first_len);
         assert!(matches!(stop.reason, StopReason::TruncatedBatch { .. }));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes, and valid batches with one byte changed, never
+        /// panic the validator or the scanner, and the scanner agrees with
+        /// the validator on where the sound prefix ends.
+        #[test]
+        fn garbage_never_panics_and_scanner_stops_at_the_damage(
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            at in proptest::prelude::any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let _ = validate(&junk, 1 << 20);
+            let _ = BatchIter::new(&junk, true).count();
+            let one = BatchBuilder::new(5).record(b"k", &junk, 0).build();
+            let mut two = one.clone();
+            two.extend_from_slice(&one);
+            let i = at.index(two.len());
+            two[i] ^= flip;
+            let mut it = BatchIter::new(&two, true);
+            let found = it.by_ref().count();
+            // Bytes 0..8 (base offset) and 12..17 (epoch, magic) are not
+            // CRC-covered; every other change stops the scan at its batch.
+            let in_batch = i % one.len();
+            let covered = !(in_batch < 8 || (12..16).contains(&in_batch));
+            if covered {
+                proptest::prop_assert_eq!(found, i / one.len(), "flip at {}", i);
+                proptest::prop_assert!(it.stop().is_some());
+                proptest::prop_assert!(validate(&two, 1 << 20).is_err());
+            }
+        }
+    }
 }
