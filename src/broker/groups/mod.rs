@@ -956,30 +956,12 @@ impl GroupCoordinator {
         store.append(&records).map_err(CommitError::Store)?;
         let mut all = lock(&self.groups);
         for record in records {
-            match record {
-                OffsetRecord::Commit {
-                    group,
-                    topic,
-                    partition,
-                    committed,
-                } => {
-                    all.get_or_create(&group, now_ms)
-                        .offsets
-                        .insert((topic, partition), committed);
-                }
-                OffsetRecord::DeleteOffset {
-                    group,
-                    topic,
-                    partition,
-                } => {
-                    if let Some(g) = all.groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
-                    }
-                }
-                OffsetRecord::DeleteGroup { group } => {
-                    all.groups.remove(&group);
-                }
+            if let OffsetRecord::DeleteGroup { group } = &record {
+                all.groups.remove(group);
+                continue;
             }
+            let group = all.get_or_create(record.group(), now_ms);
+            record.apply_to_group(&mut group.offsets);
         }
         // Groups that were only holders of offsets and lost them all vanish.
         all.groups.retain(|_, g| {

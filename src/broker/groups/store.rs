@@ -163,35 +163,43 @@ impl OffsetRecord {
         buf.is_empty().then_some(record)
     }
 
-    /// Applies this change to the in-memory view.
-    pub fn apply(self, offsets: &mut OffsetsByGroup) {
+    /// The group this record is about.
+    pub fn group(&self) -> &str {
+        match self {
+            OffsetRecord::Commit { group, .. }
+            | OffsetRecord::DeleteOffset { group, .. }
+            | OffsetRecord::DeleteGroup { group } => group,
+        }
+    }
+
+    /// Applies this change to one group's offsets (a group deletion clears
+    /// them).
+    pub fn apply_to_group(self, offsets: &mut BTreeMap<(String, i32), Committed>) {
         match self {
             OffsetRecord::Commit {
-                group,
                 topic,
                 partition,
                 committed,
+                ..
             } => {
-                offsets
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), committed);
+                offsets.insert((topic, partition), committed);
             }
             OffsetRecord::DeleteOffset {
-                group,
-                topic,
-                partition,
+                topic, partition, ..
             } => {
-                if let Some(g) = offsets.get_mut(&group) {
-                    g.remove(&(topic, partition));
-                    if g.is_empty() {
-                        offsets.remove(&group);
-                    }
-                }
+                offsets.remove(&(topic, partition));
             }
-            OffsetRecord::DeleteGroup { group } => {
-                offsets.remove(&group);
-            }
+            OffsetRecord::DeleteGroup { .. } => offsets.clear(),
+        }
+    }
+
+    /// Applies this change to the replayed view of every group.
+    pub fn apply(self, offsets: &mut OffsetsByGroup) {
+        let group = self.group().to_string();
+        let of_group = offsets.entry(group.clone()).or_default();
+        self.apply_to_group(of_group);
+        if of_group.is_empty() {
+            offsets.remove(&group);
         }
     }
 }
