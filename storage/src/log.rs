@@ -261,6 +261,24 @@ impl Log {
         Ok(None)
     }
 
+    /// The batch holding the largest timestamp in the log, as (its base
+    /// offset, that timestamp): ListOffsets' MAX_TIMESTAMP (KIP-734). The
+    /// earliest such batch wins a tie. None when the log is empty.
+    pub fn max_timestamp(&self) -> Result<Option<(Offset, i64)>> {
+        let newest = self
+            .segments
+            .iter()
+            .filter(|seg| seg.next_offset > seg.base)
+            .reduce(|best, seg| {
+                if seg.max_timestamp > best.max_timestamp {
+                    seg
+                } else {
+                    best
+                }
+            });
+        Ok(newest.and_then(|seg| seg.find_timestamp(seg.max_timestamp)))
+    }
+
     pub fn log_start_offset(&self) -> Offset {
         self.log_start
     }

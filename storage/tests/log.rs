@@ -148,6 +148,28 @@ proptest! {
 }
 
 #[test]
+fn max_timestamp_finds_the_batch_with_the_largest_timestamp_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), tiny_config(2048, 256)).unwrap();
+    assert_eq!(log.max_timestamp().unwrap(), None);
+    // Timestamps out of order, over several segments; 9_000 appears twice.
+    let stamps = [1_000, 9_000, 3_000, 2_000, 9_000, 4_000, 5_000, 500];
+    let mut bases = Vec::new();
+    for (i, ts) in stamps.iter().enumerate() {
+        bases.push(
+            log.append(&batch(i as u64, 4, 100, *ts))
+                .unwrap()
+                .base_offset,
+        );
+    }
+    assert!(log.segment_count() > 1, "the case needs several segments");
+    let max = stamps.iter().max().unwrap();
+    let (offset, ts) = log.max_timestamp().unwrap().unwrap();
+    assert_eq!(ts, *max + 3, "batch() spreads records 1 ms apart");
+    assert_eq!(offset, bases[1], "the earliest batch holding the maximum");
+}
+
+#[test]
 fn reads_outside_the_log_are_out_of_range_and_the_end_is_empty() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();

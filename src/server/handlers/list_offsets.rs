@@ -65,7 +65,7 @@ fn lookup(
     match timestamp {
         LATEST => Ok((-1, end)),
         EARLIEST => Ok((-1, start)),
-        MAX_TIMESTAMP => max_timestamp(&partition, start, end),
+        MAX_TIMESTAMP => max_timestamp(&partition),
         ts if ts >= 0 => match partition.offset_for_timestamp(ts)? {
             Some((batch_offset, batch_max)) => {
                 Ok(first_record_at_or_after(&partition, batch_offset, ts)
@@ -98,16 +98,13 @@ fn first_record_at_or_after(
         .map(|r| (r.timestamp, r.offset))
 }
 
-/// The batch holding the largest timestamp (KIP-734).
-fn max_timestamp(
-    partition: &crate::broker::Partition,
-    start: i64,
-    end: i64,
-) -> Result<(i64, i64), BrokerError> {
-    if start == end {
-        return Ok((-1, -1));
+/// The record holding the largest timestamp (KIP-734): (timestamp, offset).
+fn max_timestamp(partition: &Partition) -> Result<(i64, i64), BrokerError> {
+    match partition.maintain(|log| log.max_timestamp())? {
+        Some((batch_offset, max)) => {
+            Ok(first_record_at_or_after(partition, batch_offset, max)
+                .unwrap_or((max, batch_offset)))
+        }
+        None => Ok((-1, -1)),
     }
-    // TODO(before landing): storage Log::max_timestamp
-    let _ = partition;
-    Ok((-1, -1))
 }
