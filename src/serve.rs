@@ -129,6 +129,10 @@ fn spawn_background(
         Broker::maintain_all,
     ));
     tasks.push(periodic(Duration::from_secs(60), Broker::expire_offsets));
+    tasks.push(periodic(
+        Duration::from_secs(30),
+        Broker::snapshot_producers,
+    ));
     // Session expiry and rebalance deadlines: cheap, in-memory, frequent.
     let groups_broker = broker.clone();
     let mut groups_shutdown = shutdown.clone();

@@ -4,6 +4,8 @@
 pub mod groups;
 mod metadata;
 mod partition;
+pub mod producer_ids;
+pub mod producer_state;
 pub mod topic_config;
 
 use std::collections::BTreeMap;
@@ -17,7 +19,9 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use metadata::MetadataStore;
 pub use metadata::{MetadataError, TopicRecord};
-pub use partition::Partition;
+pub use partition::{Partition, Produced};
+pub use producer_ids::InitRequest;
+pub use producer_state::ProducerError;
 pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicConfigs};
 
 /// Errors of the broker layer; `server::errors` maps them to Kafka codes.
@@ -41,6 +45,10 @@ pub enum BrokerError {
     Storage(#[from] StorageError),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
+    #[error("{0}")]
+    InvalidProducerEpoch(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -86,6 +94,8 @@ pub struct Broker {
     pub config: Config,
     /// Consumer groups and their committed offsets.
     pub groups: groups::GroupCoordinator,
+    /// InitProducerId: producer ids from a durable high-water mark.
+    pub producer_ids: producer_ids::ProducerIds,
     data_dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serializes topic creation and deletion and owns the metadata file.
@@ -172,9 +182,11 @@ impl Broker {
             config.groups.clone(),
             now_ms(),
         )?;
+        let producer_ids = producer_ids::ProducerIds::open(&data_dir.join("meta"))?;
         info!(data_dir = %data_dir.display(), topics = topics.len(), "data dir opened");
         Ok(Broker {
             groups,
+            producer_ids,
             config,
             data_dir,
             topics: RwLock::new(topics),
@@ -402,6 +414,22 @@ impl Broker {
                     }
                     Err(e) => {
                         error!(topic = %topic.name, partition = p.index, cause = %e, "retention failed")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes each partition's producer state snapshot (when its log moved)
+    /// and expires idle producers, so a restart after kill -9 scans only
+    /// the log written since. Blocking.
+    pub fn snapshot_producers(&self) {
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                match p.snapshot_producers() {
+                    Ok(()) | Err(BrokerError::UnknownTopicOrPartition) => {}
+                    Err(e) => {
+                        error!(topic = %topic.name, partition = p.index, cause = %e, "producer snapshot failed")
                     }
                 }
             }

@@ -1,14 +1,28 @@
-//! One partition: its log behind a lock, its group-commit handle and a
-//! watch on its end offset that wakes long-polling fetches.
+//! One partition: its log behind a lock, its idempotent-producer state
+//! checked under the same lock, its group-commit handle and a watch on its
+//! end offset that wakes long-polling fetches.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use strom_storage::{AppendInfo, Log, LogConfig, Offset, ReadData, StorageError, Syncer};
+use strom_storage::batch::{self, BatchIter};
+use strom_storage::{Log, LogConfig, Offset, ReadData, StorageError, Syncer};
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{debug, error, info};
 
-use super::BrokerError;
+use super::producer_state::{self, ProducerError, ProducerStates, Verdict};
+use super::{metadata, now_ms, BrokerError};
+
+/// What a produce to one partition did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    /// Offset of the first record (the original one for a duplicate).
+    pub base_offset: Offset,
+    /// The acknowledgement holds once everything below this is durable.
+    pub durable_at: Offset,
+    /// An exact retry of a stored batch: nothing was appended.
+    pub duplicate: bool,
+}
 
 /// A partition of a topic. Appends and reads take the log lock briefly;
 /// waiting for durability does not hold it.
@@ -17,6 +31,11 @@ pub struct Partition {
     dir: PathBuf,
     /// None once the topic is deleted or the broker shut down.
     log: Mutex<Option<Log>>,
+    /// Idempotent-producer state. Lock order: `log`, then `producers`; a
+    /// check and its append happen under both, so they are atomic.
+    producers: Mutex<ProducerStates>,
+    /// Log end offset covered by the last snapshot written.
+    snapshot_at: Mutex<Offset>,
     syncer: Syncer,
     end_offset: watch::Sender<Offset>,
 }
@@ -25,12 +44,19 @@ impl Partition {
     /// Opens (recovering if needed) the partition's log in `dir`.
     pub fn open(index: i32, dir: PathBuf, config: LogConfig) -> Result<Partition, BrokerError> {
         let log = Log::open(&dir, config)?;
+        let (producers, scanned_from) = ProducerStates::load(&dir, &log, now_ms())?;
+        if !producers.is_empty() {
+            info!(dir = %dir.display(), producers = producers.len(), scanned_from,
+                log_end = log.log_end_offset(), "producer state loaded");
+        }
         let syncer = log.syncer();
         let (end_offset, _) = watch::channel(log.log_end_offset());
         Ok(Partition {
             index,
             dir,
             log: Mutex::new(Some(log)),
+            producers: Mutex::new(producers),
+            snapshot_at: Mutex::new(-1),
             syncer,
             end_offset,
         })
@@ -55,11 +81,119 @@ impl Partition {
         f(log).map_err(BrokerError::from)
     }
 
+    fn lock_producers(&self) -> Result<MutexGuard<'_, ProducerStates>, BrokerError> {
+        self.producers.lock().map_err(|_| {
+            BrokerError::Storage(StorageError::Offline {
+                path: self.dir.clone(),
+            })
+        })
+    }
+
     /// Validates and appends producer batches; wakes waiting fetches.
-    pub fn append(&self, batches: &[u8]) -> Result<AppendInfo, BrokerError> {
-        let info = self.with_log(|log| log.append(batches))?;
-        self.end_offset.send_replace(info.log_end_offset);
-        Ok(info)
+    ///
+    /// A batch with a producer id is first checked against the producer
+    /// state (DESIGN.md section 8) under the log's lock: an exact retry of
+    /// one of the producer's last 5 batches is answered with its original
+    /// offsets and not stored again.
+    pub fn append(&self, batches: &[u8]) -> Result<Produced, BrokerError> {
+        let mut guard = self.lock()?;
+        let log = guard.as_mut().ok_or(BrokerError::UnknownTopicOrPartition)?;
+        // A cheap look at the headers (no CRC): log.append validates fully.
+        let mut iter = BatchIter::new(batches, false);
+        let headers: Vec<_> = iter.by_ref().map(|b| b.header).collect();
+        let sound = iter.stop().is_none();
+        if let Some(h) = headers.iter().find(|h| h.is_transactional()) {
+            return Err(ProducerError::Transactional(format!(
+                "transactional batch from producer {}",
+                h.producer_id
+            ))
+            .into());
+        }
+        let idempotent = sound && headers.iter().any(|h| h.producer_id >= 0);
+        if !idempotent {
+            let info = log.append(batches)?;
+            self.end_offset.send_replace(info.log_end_offset);
+            return Ok(Produced {
+                base_offset: info.base_offset,
+                durable_at: info.log_end_offset,
+                duplicate: false,
+            });
+        }
+        // Kafka requires exactly one batch per partition from v3 on.
+        let [h] = headers.as_slice() else {
+            return Err(StorageError::InvalidRecord(format!(
+                "expected one record batch per partition from an idempotent producer, found {}",
+                headers.len()
+            ))
+            .into());
+        };
+        let mut producers = self.lock_producers()?;
+        match producers.check(h)? {
+            Verdict::Duplicate(original) => {
+                // Only a sound batch may be called a duplicate.
+                batch::validate(batches, log.config().max_message_bytes as usize)?;
+                debug!(
+                    producer_id = h.producer_id,
+                    epoch = h.producer_epoch,
+                    sequence = h.base_sequence,
+                    base_offset = original.base_offset,
+                    "duplicate batch answered with its original offsets"
+                );
+                Ok(Produced {
+                    base_offset: original.base_offset,
+                    durable_at: original.last_offset() + 1,
+                    duplicate: true,
+                })
+            }
+            Verdict::Append => {
+                let info = log.append(batches)?;
+                producers.record(h, info.base_offset, now_ms());
+                drop(producers);
+                self.end_offset.send_replace(info.log_end_offset);
+                Ok(Produced {
+                    base_offset: info.base_offset,
+                    durable_at: info.log_end_offset,
+                    duplicate: false,
+                })
+            }
+        }
+    }
+
+    /// Writes the producer state snapshot if the log moved since the last
+    /// one, after forgetting idle producers. The table and the end offset
+    /// it covers are taken together under the log's lock; the file is
+    /// written outside it (temp file, fsync, rename, fsync dir). Blocking.
+    pub fn snapshot_producers(&self) -> Result<(), BrokerError> {
+        let (bytes, covers) = {
+            let guard = self.lock()?;
+            let log = guard.as_ref().ok_or(BrokerError::UnknownTopicOrPartition)?;
+            let end = log.log_end_offset();
+            let mut producers = self.lock_producers()?;
+            let expired = producers.expire(now_ms(), producer_state::PRODUCER_ID_EXPIRATION_MS);
+            if expired > 0 {
+                info!(dir = %self.dir.display(), expired, "expired idle producer ids");
+            }
+            if *self
+                .snapshot_at
+                .lock()
+                .map_err(|_| BrokerError::Internal("snapshot lock poisoned".into()))?
+                == end
+                && expired == 0
+            {
+                return Ok(());
+            }
+            (producer_state::encode_snapshot(&producers, end), end)
+        };
+        self.write_snapshot(&bytes, covers)
+    }
+
+    fn write_snapshot(&self, bytes: &[u8], covers: Offset) -> Result<(), BrokerError> {
+        let path = self.dir.join(producer_state::SNAPSHOT_FILE);
+        metadata::write_atomic(&path, bytes)?;
+        if let Ok(mut at) = self.snapshot_at.lock() {
+            *at = covers;
+        }
+        Ok(())
     }
 
     pub fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadData, BrokerError> {
@@ -106,7 +240,21 @@ impl Partition {
 
     /// Closes the log cleanly (flush, checkpoint, clean-shutdown marker).
     pub fn close(&self) -> Result<(), BrokerError> {
-        let log = self.lock()?.take();
+        let mut guard = self.lock()?;
+        if let Some(log) = guard.as_ref() {
+            // The snapshot only saves the next startup a scan of the log
+            // tail; failing to write it must not stop the log's own close.
+            let snapshot = self
+                .lock_producers()
+                .map(|producers| producer_state::encode_snapshot(&producers, log.log_end_offset()));
+            let written =
+                snapshot.and_then(|bytes| self.write_snapshot(&bytes, log.log_end_offset()));
+            if let Err(e) = written {
+                error!(dir = %self.dir.display(), cause = %e, "writing the producer snapshot failed; the next start rescans the log tail");
+            }
+        }
+        let log = guard.take();
+        drop(guard);
         match log {
             Some(log) => log.close().map_err(|e| {
                 error!(dir = %self.dir.display(), cause = %e, "closing partition failed");

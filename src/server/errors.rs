@@ -4,7 +4,7 @@ use kafka_protocol::error::ResponseError;
 use strom_storage::StorageError;
 use tracing::error;
 
-use crate::broker::BrokerError;
+use crate::broker::{BrokerError, ProducerError};
 
 /// The Kafka error for a broker error. I/O failures are logged here with
 /// their cause, since the client only sees KAFKA_STORAGE_ERROR.
@@ -37,6 +37,13 @@ pub fn kafka_error(e: &BrokerError) -> ResponseError {
             error!(cause = %m, "metadata error");
             ResponseError::KafkaStorageError
         }
+        BrokerError::Producer(p) => match p {
+            ProducerError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            ProducerError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+            // Non-retriable: the producer must not be told to try again.
+            ProducerError::Transactional(_) => ResponseError::InvalidTxnState,
+        },
+        BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
         BrokerError::Internal(m) => {
             error!(cause = %m, "internal error");
             ResponseError::UnknownServerError

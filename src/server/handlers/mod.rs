@@ -14,6 +14,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod init_producer_id;
 mod join_group;
 mod leave_group;
 mod list_groups;
@@ -85,6 +86,7 @@ pub fn dispatch(
         ApiKey::ListGroups => Ok(ready(list_groups::handle(ctx, &req))),
         ApiKey::DescribeGroups => Ok(ready(describe_groups::handle(ctx, &req))),
         ApiKey::DeleteGroups => Ok(blocking(ctx, req, delete_groups::handle)),
+        ApiKey::InitProducerId => Ok(blocking(ctx, req, init_producer_id::handle)),
         // parse_request only lets through keys listed in SUPPORTED_APIS.
         other => Err(CloseReason::BadRequest(RequestError::UnknownApiKey {
             key: other as i16,

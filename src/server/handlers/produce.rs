@@ -1,5 +1,7 @@
 //! Produce: validate and append each partition's batches now (in request
-//! order), then, for acks=-1, wait for the group-committed fsync.
+//! order), then, for acks=-1, wait for the group-committed fsync. Batches
+//! of idempotent producers are deduplicated by the partition (an exact
+//! retry gets its original offset); transactional produces are refused.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::debug;
 
 use super::{respond, CloseReason, Pending, Reply};
-use crate::broker::{BrokerError, Partition};
+use crate::broker::{BrokerError, Partition, Produced, ProducerError};
 use crate::protocol::{frame, legacy_produce, Request, RequestError};
 use crate::server::errors::code_and_message;
 use crate::server::Context;
@@ -32,6 +34,7 @@ pub fn handle(ctx: &Arc<Context>, req: Request) -> Result<Pending, CloseReason> 
     let wait_for_flush = acks == -1 && ctx.broker.acks_all_waits_for_flush();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     let mut first_error: Option<String> = None;
+    let transactional = request.transactional_id.as_ref().map(|t| t.0.to_string());
     for topic in request.topic_data {
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -41,19 +44,23 @@ pub fn handle(ctx: &Arc<Context>, req: Request) -> Result<Pending, CloseReason> 
                     ResponseError::InvalidRequiredAcks.code(),
                     format!("acks must be -1, 0 or 1, found {acks}"),
                 ))
+            } else if let Some(txn) = &transactional {
+                Err(code_and_message(&BrokerError::from(
+                    ProducerError::Transactional(format!("produce with transactional id {txn:?}")),
+                )))
             } else {
                 append(ctx, &name, data.index, data.records.as_deref())
             };
             let mut response = PartitionProduceResponse::default().with_index(data.index);
             let mut wait = None;
             match outcome {
-                Ok((partition, info, log_start)) => {
-                    response.base_offset = info.base_offset;
+                Ok((partition, produced, log_start)) => {
+                    response.base_offset = produced.base_offset;
                     if req.version >= 5 {
                         response.log_start_offset = log_start;
                     }
                     if wait_for_flush {
-                        wait = Some((partition, info.log_end_offset));
+                        wait = Some((partition, produced.durable_at));
                     }
                 }
                 Err((code, message)) => {
@@ -108,7 +115,7 @@ pub fn handle(ctx: &Arc<Context>, req: Request) -> Result<Pending, CloseReason> 
     }))
 }
 
-type AppendOutcome = Result<(Arc<Partition>, strom_storage::AppendInfo, i64), (i16, String)>;
+type AppendOutcome = Result<(Arc<Partition>, Produced, i64), (i16, String)>;
 
 fn append(ctx: &Context, topic: &str, index: i32, records: Option<&[u8]>) -> AppendOutcome {
     let fail = |e: BrokerError| code_and_message(&e);
