@@ -37,6 +37,7 @@ pub struct Config {
     pub log: LogDefaults,
     pub flush: FlushConfig,
     pub groups: GroupsConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +163,22 @@ impl Default for FlushConfig {
         Self {
             mode: FlushMode::AcksAll,
             interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// host:port for `GET /metrics`; empty turns the endpoint off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9644".into(),
         }
     }
 }
@@ -295,6 +312,14 @@ impl Config {
         }
         if log.retention_check_interval.is_zero() {
             return Err(bad("log.retention_check_interval", "must be positive"));
+        }
+        if !self.metrics.listen.is_empty() {
+            self.metrics.listen.parse::<SocketAddr>().map_err(|e| {
+                bad(
+                    "metrics.listen",
+                    format!("expected HOST:PORT with an IP host, or \"\" for off: {e}"),
+                )
+            })?;
         }
         if self.groups.min_session_timeout > self.groups.max_session_timeout {
             return Err(bad(

@@ -24,6 +24,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod serve;
 pub mod server;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::broker::{now_ms, Broker};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::server::Server;
 
 /// Command-line overrides of the config file.
@@ -30,6 +31,9 @@ pub struct ServeArgs {
     /// Address clients are told to connect to, HOST:PORT
     #[arg(long, value_name = "HOST:PORT")]
     pub advertised_listener: Option<String>,
+    /// Address of the Prometheus endpoint, HOST:PORT ("" turns it off)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -45,6 +49,9 @@ impl ServeArgs {
         if let Some(adv) = &self.advertised_listener {
             config.server.advertised_listener = adv.clone();
         }
+        if let Some(metrics) = &self.metrics_listen {
+            config.metrics.listen = metrics.clone();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -57,11 +64,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
     let broker = Arc::new(broker);
-    let server = Server::bind(broker.clone()).await?;
+    let metrics = Arc::new(Metrics::default());
+    let metrics_listener = crate::metrics::bind(&broker.config.metrics.listen).await?;
+    let server = Server::bind(broker.clone(), metrics.clone()).await?;
     let addr = server.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let background = spawn_background(&broker, shutdown_rx.clone());
     info!(addr = %addr, "listening");
+    let metrics_task = metrics_listener.map(|listener| {
+        let registry = Arc::new(crate::metrics::registry(&metrics, broker.clone()));
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            registry,
+            shutdown_rx.clone(),
+        ))
+    });
     let serving = tokio::spawn(server.run(shutdown_rx));
 
     wait_for_signal().await?;
@@ -70,7 +87,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Err(e) = serving.await {
         error!(cause = %e, "listener task failed");
     }
-    for task in background {
+    for task in background.into_iter().chain(metrics_task) {
         if let Err(e) = task.await {
             error!(cause = %e, "background task failed");
         }

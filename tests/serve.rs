@@ -702,3 +702,68 @@ fn pipelined_requests_are_answered_in_order() {
         assert_eq!(correlation, first + i, "responses in request order");
     }
 }
+
+/// GET `path` from the broker's metrics endpoint: (status line, body).
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The value of the sample whose name and labels start with `prefix`.
+fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_show_requests_partitions_traffic_and_the_process() {
+    let broker = TestBroker::start();
+    let mut client = broker.client();
+    create_topic(&mut client, "m", 2, &[]);
+    produce(&mut client, "m", 1, batch(&["a", "b", "c"], 1), -1);
+    fetch(&mut client, "m", 1, 0, 0);
+    let (status, body) = http_get(&broker.metrics_addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let expect = [
+        (r#"strom_requests_total{api="Produce"}"#, 1.0),
+        (r#"strom_requests_total{api="Fetch"}"#, 1.0),
+        (
+            r#"strom_request_duration_seconds_count{api="CreateTopics"}"#,
+            1.0,
+        ),
+        (
+            r#"strom_partition_log_end_offset{topic="m",partition="1"}"#,
+            3.0,
+        ),
+        (
+            r#"strom_partition_log_end_offset{topic="m",partition="0"}"#,
+            0.0,
+        ),
+        (r#"strom_partition_segments{topic="m",partition="1"}"#, 1.0),
+        (r#"strom_records_out_total{topic="m"}"#, 3.0),
+        ("strom_connections_active", 1.0),
+    ];
+    for (prefix, value) in expect {
+        assert_eq!(sample(&body, prefix), Some(value), "{prefix} in\n{body}");
+    }
+    assert!(sample(&body, "strom_process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(sample(&body, "strom_process_open_fds").unwrap() > 3.0);
+    assert!(sample(&body, "strom_fdatasyncs_total").unwrap() >= 1.0);
+    assert_eq!(
+        http_get(&broker.metrics_addr, "/other").0,
+        "HTTP/1.1 404 Not Found"
+    );
+}

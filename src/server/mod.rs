@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::broker::Broker;
 use crate::config::parse_host_port;
+use crate::metrics::Metrics;
 
 /// What every handler may reach.
 pub struct Context {
@@ -22,6 +23,7 @@ pub struct Context {
     /// host and port given to clients in Metadata.
     pub advertised: (String, u16),
     pub cluster_id: String,
+    pub metrics: Arc<Metrics>,
 }
 
 /// A bound Kafka listener.
@@ -33,7 +35,7 @@ pub struct Server {
 impl Server {
     /// Binds the configured address; the advertised address defaults to the
     /// bound one (so port 0 works).
-    pub async fn bind(broker: Arc<Broker>) -> anyhow::Result<Server> {
+    pub async fn bind(broker: Arc<Broker>, metrics: Arc<Metrics>) -> anyhow::Result<Server> {
         let listen = &broker.config.server.listen;
         let listener = TcpListener::bind(listen)
             .await
@@ -47,6 +49,7 @@ impl Server {
             broker,
             advertised,
             cluster_id: "strom-cluster".to_string(),
+            metrics,
         });
         Ok(Server { listener, ctx })
     }
@@ -75,6 +78,7 @@ impl Server {
                         }
                     };
                     if open.load(Ordering::Relaxed) >= max {
+                        self.ctx.metrics.connections_refused.inc();
                         warn!(%peer, max, "refusing connection: max_connections reached");
                         drop(stream);
                         continue;
@@ -84,7 +88,9 @@ impl Server {
                     let open = open.clone();
                     let shutdown = shutdown.clone();
                     connections.spawn(async move {
-                        connection::serve(ctx, stream, peer, shutdown).await;
+                        ctx.metrics.connections.inc();
+                        connection::serve(ctx.clone(), stream, peer, shutdown).await;
+                        ctx.metrics.connections.dec();
                         open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }

@@ -18,6 +18,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 pub struct TestBroker {
     child: Option<Child>,
     pub addr: String,
+    /// host:port of the Prometheus endpoint.
+    pub metrics_addr: String,
     dir: tempfile::TempDir,
     config: Option<String>,
     stderr_log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -34,6 +36,7 @@ impl TestBroker {
         let mut broker = TestBroker {
             child: None,
             addr: String::new(),
+            metrics_addr: String::new(),
             dir,
             config: config.map(str::to_string),
             stderr_log: Default::default(),
@@ -53,6 +56,8 @@ impl TestBroker {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(self.data_dir())
+            .arg("--metrics-listen")
+            .arg("127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -67,17 +72,22 @@ impl TestBroker {
         let (tx, rx) = mpsc::channel();
         let log = self.stderr_log.clone();
         std::thread::spawn(move || {
+            let mut metrics = None;
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("metrics endpoint at http://").nth(1) {
+                    metrics = rest.split('/').next().map(str::to_string);
+                }
                 if let Some(addr) = line.split("listening addr=").nth(1) {
                     if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr.trim().to_string());
+                        let _ =
+                            tx.send((addr.trim().to_string(), metrics.clone().unwrap_or_default()));
                     }
                 }
                 log.lock().unwrap().push_str(&(line + "\n"));
             }
         });
-        self.addr = rx
+        (self.addr, self.metrics_addr) = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("broker did not become ready; stderr:\n{}", self.stderr()));
         self.child = Some(child);

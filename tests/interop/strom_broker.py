@@ -148,7 +148,8 @@ class Broker:
         return self.proc is not None and self.proc.poll() is None
 
     def command(self):
-        cmd = [self.binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir]
+        cmd = [self.binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+               "--metrics-listen", "127.0.0.1:0"]
         if self.config_path:
             cmd += ["--config", self.config_path]
         return cmd

@@ -1011,6 +1011,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// Every committed offset: (group, topic, partition, offset), for lag.
+    pub fn all_committed(&self) -> Vec<(String, String, i32, i64)> {
+        let all = lock(&self.groups);
+        all.groups
+            .values()
+            .flat_map(|g| {
+                g.offsets
+                    .iter()
+                    .map(|((t, p), c)| (g.id.clone(), t.clone(), *p, c.offset))
+            })
+            .collect()
+    }
+
     /// ListGroups: (group id, protocol type, state).
     pub fn list(&self) -> Vec<(String, String, GroupState)> {
         lock(&self.groups)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use strom_storage::batch::BatchIter;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -34,6 +35,7 @@ pub fn handle(ctx: Arc<Context>, req: Request) -> Pending {
             let (responses, bytes, any_error) = read_all(&ctx, &request, req.version);
             let now = Instant::now();
             if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
+                count_out(&ctx, &responses);
                 let response = FetchResponse::default().with_responses(responses);
                 return respond(&req, &response);
             }
@@ -44,6 +46,29 @@ pub fn handle(ctx: Arc<Context>, req: Request) -> Pending {
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
     })
+}
+
+/// Counts the bytes and records a response hands out, per topic.
+fn count_out(ctx: &Context, responses: &[FetchableTopicResponse]) {
+    for topic in responses {
+        let (mut bytes, mut records) = (0u64, 0u64);
+        for p in &topic.partitions {
+            if let Some(data) = &p.records {
+                bytes += data.len() as u64;
+                records += BatchIter::new(data, false)
+                    .map(|b| b.header.record_count().max(0) as u64)
+                    .sum::<u64>();
+            }
+        }
+        if bytes > 0 {
+            let labels = ctx.metrics.topic(&topic.topic.0);
+            ctx.metrics.bytes_out.get_or_create(&labels).inc_by(bytes);
+            ctx.metrics
+                .records_out
+                .get_or_create(&labels)
+                .inc_by(records);
+        }
+    }
 }
 
 /// Reads every requested partition once: (responses, record bytes, whether

@@ -27,6 +27,7 @@ mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -34,6 +35,7 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 use super::Context;
+use crate::metrics::{ApiLabels, Metrics};
 use crate::protocol::{encode_response, Parsed, Request, RequestError};
 
 /// Why a connection must be closed instead of answered.
@@ -55,12 +57,45 @@ pub enum CloseReason {
 pub type Reply = Option<Bytes>;
 pub type Pending = BoxFuture<'static, Result<Reply, CloseReason>>;
 
-/// Starts handling a parsed request.
+/// Starts handling a parsed request, counting and timing it.
 pub fn dispatch(
     ctx: &Arc<Context>,
     parsed: Parsed,
     peer: SocketAddr,
 ) -> Result<Pending, CloseReason> {
+    let api = match &parsed {
+        Parsed::Request(req) => req.api_key,
+        Parsed::ApiVersionsFallback { .. } => ApiKey::ApiVersions,
+    };
+    let started = Instant::now();
+    let labels = ctx.metrics.api(&format!("{api:?}"));
+    let count = |metrics: &Metrics, labels: &ApiLabels, failed: bool| {
+        metrics.requests.get_or_create(labels).inc();
+        if failed {
+            metrics.request_errors.get_or_create(labels).inc();
+        }
+    };
+    let pending = match route(ctx, parsed, peer) {
+        Ok(p) => p,
+        Err(e) => {
+            count(&ctx.metrics, &labels, true);
+            return Err(e);
+        }
+    };
+    let metrics = ctx.metrics.clone();
+    Ok(Box::pin(async move {
+        let reply = pending.await;
+        count(&metrics, &labels, reply.is_err());
+        metrics
+            .request_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        reply
+    }))
+}
+
+/// The one match on the API key.
+fn route(ctx: &Arc<Context>, parsed: Parsed, peer: SocketAddr) -> Result<Pending, CloseReason> {
     let req = match parsed {
         Parsed::ApiVersionsFallback { correlation_id } => {
             return Ok(ready(api_versions::fallback(correlation_id)));
