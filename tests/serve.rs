@@ -754,6 +754,8 @@ fn metrics_show_requests_partitions_traffic_and_the_process() {
         ),
         (r#"strom_partition_segments{topic="m",partition="1"}"#, 1.0),
         (r#"strom_records_out_total{topic="m"}"#, 3.0),
+        (r#"strom_records_in_total{topic="m"}"#, 3.0),
+        ("strom_flush_wait_seconds_count", 1.0),
         ("strom_connections_active", 1.0),
     ];
     for (prefix, value) in expect {

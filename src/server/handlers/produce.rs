@@ -86,13 +86,20 @@ pub fn handle(ctx: &Arc<Context>, req: Request) -> Result<Pending, CloseReason> 
         })));
     }
     let version = req.version;
+    let metrics = ctx.metrics.clone();
     Ok(Box::pin(async move {
+        let metrics = &metrics;
         let mut responses = Vec::with_capacity(topics.len());
         for (name, partitions) in topics {
             let waits = partitions.into_iter().map(|appended| async move {
                 let mut response = appended.response;
                 if let Some((partition, end)) = appended.wait {
-                    if let Err(e) = partition.wait_durable(end).await {
+                    let waited = std::time::Instant::now();
+                    let durable = partition.wait_durable(end).await;
+                    metrics
+                        .flush_wait_seconds
+                        .observe(waited.elapsed().as_secs_f64());
+                    if let Err(e) = durable {
                         let (code, message) = code_and_message(&e);
                         response.error_code = code;
                         if version >= 8 {
@@ -127,6 +134,18 @@ fn append(ctx: &Context, topic: &str, index: i32, records: Option<&[u8]>) -> App
         ));
     };
     let info = partition.append(records).map_err(fail)?;
+    if !info.duplicate {
+        let labels = ctx.metrics.topic(topic);
+        ctx.metrics
+            .bytes_in
+            .get_or_create(&labels)
+            .inc_by(records.len() as u64);
+        let appended = (info.durable_at - info.base_offset).max(0) as u64;
+        ctx.metrics
+            .records_in
+            .get_or_create(&labels)
+            .inc_by(appended);
+    }
     let log_start = partition.offsets().map(|(start, _)| start).unwrap_or(-1);
     Ok((partition, info, log_start))
 }
