@@ -196,8 +196,18 @@ impl Partition {
         Ok(())
     }
 
+    /// Batches from `offset`. A partition whose flush failed serves nothing
+    /// (KAFKA_STORAGE_ERROR): what it holds past the last good flush may
+    /// have holes.
     pub fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadData, BrokerError> {
-        self.with_log(|log| log.read(offset, max_bytes))
+        self.with_log(|log| {
+            if log.is_offline() {
+                return Err(StorageError::Offline {
+                    path: log.dir().to_path_buf(),
+                });
+            }
+            log.read(offset, max_bytes)
+        })
     }
 
     /// (log start offset, log end offset).
