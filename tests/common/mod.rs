@@ -137,6 +137,19 @@ impl TestBroker {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Resident memory of the broker process, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("broker running").id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            })
+            .expect("VmRSS of the broker")
+    }
+
     pub fn client(&self) -> Client {
         Client::connect(&self.addr)
     }
