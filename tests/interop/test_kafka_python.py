@@ -1,8 +1,8 @@
 """kafka-python 3.x (an independent, pure-Python client) as the judge.
 
-kafka-python 3 enables the idempotent producer by default (KIP-679), which
-needs InitProducerId; that API belongs to a later issue (idempotence), so
-every producer here passes enable_idempotence=False explicitly.
+kafka-python 3 enables the idempotent producer by default (KIP-679), so
+every producer here runs with its defaults: InitProducerId, acks=all and
+sequence numbers on every batch.
 """
 
 import time
@@ -18,7 +18,6 @@ TIMEOUT_S = 30
 
 
 def kp_producer(bootstrap, **conf):
-    conf.setdefault("enable_idempotence", False)  # InitProducerId: later issue
     conf.setdefault("request_timeout_ms", 10000)
     conf.setdefault("max_block_ms", 20000)
     return KafkaProducer(bootstrap_servers=bootstrap, client_id="strom-interop-kp", **conf)
