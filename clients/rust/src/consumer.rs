@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use futures::Stream;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -284,12 +283,14 @@ impl Consumer {
         }
     }
 
-    /// The records as an async stream (ends only on error-free close... never by itself).
-    pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + '_ {
+    /// The records as an async stream; it never ends by itself (drop it, then `close`).
+    pub fn stream(&mut self) -> futures::stream::BoxStream<'_, Result<ConsumerRecord>> {
+        use futures::StreamExt;
         futures::stream::unfold(self, |c| async move {
             let r = c.recv().await;
             Some((r, c))
         })
+        .boxed()
     }
 
     /// One round: group upkeep, positions, one fetch into the buffer.
