@@ -31,10 +31,12 @@ pub struct Partition {
     dir: PathBuf,
     /// None once the topic is deleted or the broker shut down.
     log: Mutex<Option<Log>>,
-    /// Idempotent-producer state. Lock order: `log`, then `producers`; a
-    /// check and its append happen under both, so they are atomic.
+    /// Idempotent-producer state. Lock order: `snapshot_at`, `log`,
+    /// `producers`; a check and its append happen under both of the last
+    /// two, so they are atomic.
     producers: Mutex<ProducerStates>,
-    /// Log end offset covered by the last snapshot written.
+    /// Log end offset covered by the last snapshot written; held while a
+    /// snapshot is written.
     snapshot_at: Mutex<Offset>,
     syncer: Syncer,
     end_offset: watch::Sender<Offset>,
@@ -164,6 +166,9 @@ impl Partition {
     /// it covers are taken together under the log's lock; the file is
     /// written outside it (temp file, fsync, rename, fsync dir). Blocking.
     pub fn snapshot_producers(&self) -> Result<(), BrokerError> {
+        // Held across the write: one snapshot writer at a time (the
+        // periodic task and close share the temp file name).
+        let mut written_at = self.lock_snapshot()?;
         let (bytes, covers) = {
             let guard = self.lock()?;
             let log = guard.as_ref().ok_or(BrokerError::UnknownTopicOrPartition)?;
@@ -173,26 +178,26 @@ impl Partition {
             if expired > 0 {
                 info!(dir = %self.dir.display(), expired, "expired idle producer ids");
             }
-            if *self
-                .snapshot_at
-                .lock()
-                .map_err(|_| BrokerError::Internal("snapshot lock poisoned".into()))?
-                == end
-                && expired == 0
-            {
+            if *written_at == end && expired == 0 {
                 return Ok(());
             }
             (producer_state::encode_snapshot(&producers, end), end)
         };
-        self.write_snapshot(&bytes, covers)
+        self.write_snapshot(&bytes)?;
+        *written_at = covers;
+        Ok(())
     }
 
-    fn write_snapshot(&self, bytes: &[u8], covers: Offset) -> Result<(), BrokerError> {
+    /// Lock order: `snapshot_at`, then `log`, then `producers`.
+    fn lock_snapshot(&self) -> Result<MutexGuard<'_, Offset>, BrokerError> {
+        self.snapshot_at
+            .lock()
+            .map_err(|_| BrokerError::Internal("producer snapshot lock poisoned".into()))
+    }
+
+    fn write_snapshot(&self, bytes: &[u8]) -> Result<(), BrokerError> {
         let path = self.dir.join(producer_state::SNAPSHOT_FILE);
         metadata::write_atomic(&path, bytes)?;
-        if let Ok(mut at) = self.snapshot_at.lock() {
-            *at = covers;
-        }
         Ok(())
     }
 
@@ -250,15 +255,18 @@ impl Partition {
 
     /// Closes the log cleanly (flush, checkpoint, clean-shutdown marker).
     pub fn close(&self) -> Result<(), BrokerError> {
+        // Waits for a periodic snapshot in progress (lock order).
+        let written_at = self.lock_snapshot();
         let mut guard = self.lock()?;
         if let Some(log) = guard.as_ref() {
             // The snapshot only saves the next startup a scan of the log
             // tail; failing to write it must not stop the log's own close.
-            let snapshot = self
-                .lock_producers()
-                .map(|producers| producer_state::encode_snapshot(&producers, log.log_end_offset()));
-            let written =
-                snapshot.and_then(|bytes| self.write_snapshot(&bytes, log.log_end_offset()));
+            let written = written_at.and_then(|_held| {
+                let producers = self.lock_producers()?;
+                let bytes = producer_state::encode_snapshot(&producers, log.log_end_offset());
+                drop(producers);
+                self.write_snapshot(&bytes)
+            });
             if let Err(e) = written {
                 error!(dir = %self.dir.display(), cause = %e, "writing the producer snapshot failed; the next start rescans the log tail");
             }
