@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub socket_request_max_bytes: u64,
     /// Connections beyond this are refused (`max.connections`).
     pub max_connections: usize,
+    /// Request bytes all connections together may hold in memory (`queued.max.request.bytes`).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_buffered_request_bytes: u64,
     /// Requests read ahead of their responses on one connection.
     pub max_in_flight_per_connection: usize,
     /// tracing filter, e.g. "info" or "strom=debug"; RUST_LOG overrides it.
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./data"),
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_connections: 10_000,
+            max_buffered_request_bytes: 512 * 1024 * 1024,
             max_in_flight_per_connection: 64,
             log_filter: "info".into(),
         }
@@ -271,6 +275,14 @@ impl Config {
             return Err(bad(
                 "server.socket_request_max_bytes",
                 "must be between 1 KiB and 2 GiB",
+            ));
+        }
+        if self.server.max_buffered_request_bytes < self.server.socket_request_max_bytes
+            || self.server.max_buffered_request_bytes > u64::from(u32::MAX)
+        {
+            return Err(bad(
+                "server.max_buffered_request_bytes",
+                "must be at least server.socket_request_max_bytes and at most 4 GiB",
             ));
         }
         if self.server.max_connections == 0 {

@@ -108,7 +108,10 @@ fn acknowledged_records_survive_repeated_kill_9_under_concurrent_load() {
             .map(|id| {
                 let (addr, acked, stop) = (broker.addr.clone(), acked.clone(), stop.clone());
                 thread::spawn(move || {
-                    let mut client = Client::connect(&addr);
+                    // The kill may come before this thread gets to connect.
+                    let Ok(mut client) = Client::try_connect(&addr) else {
+                        return;
+                    };
                     for i in 0.. {
                         if stop.load(Ordering::Relaxed) {
                             break;
@@ -245,4 +248,47 @@ fn a_flood_of_hostile_frames_does_not_hurt_other_clients() {
         "resident memory grew from {rss_before} KiB to {rss_after} KiB"
     );
     assert_eq!(read_all(&mut healthy, "calm", 0).len(), 51);
+}
+
+/// With the broker-wide request budget mostly spent by one connection's
+/// half-sent request, small requests still fit, and a big one waits (it is
+/// not buffered) until the budget frees.
+#[test]
+fn requests_wait_for_the_memory_budget_instead_of_growing_it() {
+    let broker = TestBroker::start_with_config(Some(
+        "[server]\nsocket_request_max_bytes = \"1 MiB\"\nmax_buffered_request_bytes = \"1 MiB\"\n",
+    ));
+    create_topic(&mut broker.client(), "budget", 1);
+    // A announces 900 KB and sends a little: it holds 900 KB of budget.
+    let mut hog = std::net::TcpStream::connect(&broker.addr).unwrap();
+    hog.write_all(&900_000i32.to_be_bytes()).unwrap();
+    hog.write_all(&[0; 100]).unwrap();
+    thread::sleep(Duration::from_millis(200));
+
+    // Small requests still fit in what is left.
+    assert_eq!(
+        produce_one(&mut broker.client(), "budget", 0, "small"),
+        Some(0)
+    );
+
+    // B's 300 KB produce cannot be reserved until A lets go.
+    let addr = broker.addr.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let big = thread::spawn(move || {
+        let mut client = Client::connect(&addr);
+        let value = "v".repeat(300_000);
+        tx.send(produce_one(&mut client, "budget", 0, &value))
+            .unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(700)).is_err(),
+        "the big produce was buffered although the budget was spent"
+    );
+
+    drop(hog);
+    let answer = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the big produce went through once memory freed");
+    assert_eq!(answer, Some(1));
+    big.join().unwrap();
 }

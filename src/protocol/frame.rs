@@ -21,6 +21,19 @@ pub enum FrameError {
 /// are needed; an oversized or negative size is an error before anything is
 /// allocated for it. `reserve` tells the caller how much room to make.
 pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(size) = frame_size(buf, max)? else {
+        return Ok(None);
+    };
+    if buf.len() < 4 + size {
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(size).freeze()))
+}
+
+/// The size of the frame at the front of `buf`, once its prefix is there;
+/// negative or oversized sizes are errors.
+pub fn frame_size(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
     if buf.len() < 4 {
         return Ok(None);
     }
@@ -29,11 +42,7 @@ pub fn take_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, Frame
     if size > max {
         return Err(FrameError::TooLarge { size, max });
     }
-    if buf.len() < 4 + size {
-        return Ok(None);
-    }
-    buf.advance(4);
-    Ok(Some(buf.split_to(size).freeze()))
+    Ok(Some(size))
 }
 
 /// How many more bytes the frame at the front of `buf` needs (0 if unknown

@@ -19,12 +19,12 @@ use bytes::BytesMut;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{debug, info};
 
 use super::handlers::{self, Pending};
 use super::Context;
-use crate::protocol::frame::{bytes_wanted, take_frame};
+use crate::protocol::frame::{bytes_wanted, frame_size, take_frame};
 use crate::protocol::parse_request;
 
 /// How long in-flight requests may still finish once the broker stops.
@@ -70,17 +70,47 @@ async fn run(
     // connection then finishes what it has started and closes.
     let mut closing: Option<String> = None;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    // Memory for the frame being read, reserved from the broker-wide budget
+    // as soon as its size is known; it travels with the request until its
+    // response is ready.
+    let mut reserved: Option<OwnedSemaphorePermit> = None;
+    let mut wanted: Option<u32> = None;
     loop {
         while closing.is_none() && pending.len() < max_in_flight {
+            if reserved.is_none() {
+                match frame_size(&buf, max_frame) {
+                    Err(e) => {
+                        closing = Some(e.to_string());
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(size)) => {
+                        // validate() keeps every allowed frame within the budget.
+                        let size = u32::try_from(size).unwrap_or(u32::MAX);
+                        match ctx.request_budget.clone().try_acquire_many_owned(size) {
+                            Ok(permit) => reserved = Some(permit),
+                            Err(_) => {
+                                wanted = Some(size);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
             match take_frame(&mut buf, max_frame) {
                 Ok(None) => break,
                 Ok(Some(frame)) => {
+                    let permit = reserved.take();
                     match parse_request(frame)
                         .map_err(|e| e.to_string())
                         .and_then(|parsed| {
                             handlers::dispatch(ctx, parsed, peer).map_err(|e| e.to_string())
                         }) {
-                        Ok(p) => pending.push_back(p),
+                        Ok(p) => pending.push_back(Box::pin(async move {
+                            let reply = p.await;
+                            drop(permit);
+                            reply
+                        })),
                         Err(e) => closing = Some(e),
                     }
                 }
@@ -92,7 +122,11 @@ async fn run(
                 return reason.clone();
             }
         }
-        let can_read = closing.is_none() && pending.len() < max_in_flight;
+        // Read only while the frame in progress has its memory (or its size
+        // is still unknown): back-pressure instead of unbounded buffering.
+        let can_read = closing.is_none()
+            && pending.len() < max_in_flight
+            && (reserved.is_some() || buf.len() < 4);
         if can_read {
             buf.reserve(bytes_wanted(&buf, READ_CHUNK).max(16 * 1024));
         }
@@ -115,6 +149,13 @@ async fn run(
                 Ok(_) => {}
                 Err(e) => return format!("read failed: {e}"),
             },
+            permit = ctx.request_budget.clone().acquire_many_owned(wanted.unwrap_or(0)), if wanted.is_some() && closing.is_none() => {
+                wanted = None;
+                match permit {
+                    Ok(p) => reserved = Some(p),
+                    Err(_) => return "request budget closed".into(),
+                }
+            }
             _ = shutdown.changed(), if closing.is_none() => {
                 closing = Some("broker shutting down".into());
                 // Long polls and joins may wait minutes; shutdown does not.

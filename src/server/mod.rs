@@ -24,6 +24,9 @@ pub struct Context {
     pub advertised: (String, u16),
     pub cluster_id: String,
     pub metrics: Arc<Metrics>,
+    /// Bytes of request frames all connections may hold at once
+    /// (`server.max_buffered_request_bytes`); readers wait for room.
+    pub request_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// A bound Kafka listener.
@@ -45,11 +48,14 @@ impl Server {
             "" => (bound.ip().to_string(), bound.port()),
             other => parse_host_port(other).map_err(|m| anyhow::anyhow!(m))?,
         };
+        let budget =
+            usize::try_from(broker.config.server.max_buffered_request_bytes).unwrap_or(usize::MAX);
         let ctx = Arc::new(Context {
             broker,
             advertised,
             cluster_id: "strom-cluster".to_string(),
             metrics,
+            request_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
         });
         Ok(Server { listener, ctx })
     }

@@ -169,14 +169,17 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: &str) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        Client {
+        Self::try_connect(addr).expect("connect")
+    }
+
+    /// Connects, or the reason it could not (a broker that was just killed).
+    pub fn try_connect(addr: &str) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        Ok(Client {
             stream,
             correlation: 0,
-        }
+        })
     }
 
     /// Sends `body` as `key` v`version` and decodes the response as `R`.
