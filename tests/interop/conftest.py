@@ -31,7 +31,7 @@ def pytest_report_header(config):
     try:
         import confluent_kafka
 
-        ck = f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})"
+        ck = f"{confluent_kafka.__version__} (bundled librdkafka {confluent_kafka.libversion()[0]})"
     except ImportError:
         ck = "MISSING"
     try:
