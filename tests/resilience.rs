@@ -292,3 +292,94 @@ fn requests_wait_for_the_memory_budget_instead_of_growing_it() {
     assert_eq!(answer, Some(1));
     big.join().unwrap();
 }
+
+/// A small tmpfs mounted for the test (needs root, as CI has); unmounted on
+/// drop.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "the disk-full test mounts a small tmpfs and needs root (CI runs as root)"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Disk full: produce fails with KAFKA_STORAGE_ERROR, what is stored stays
+/// readable, and appends resume once space is freed, without a restart.
+#[test]
+fn a_full_disk_fails_produces_keeps_reads_and_recovers_when_space_frees() {
+    let disk = SmallDisk::mount("24m");
+    let data = disk.dir.path().join("data");
+    let mut broker = TestBroker::start_on(&data, "[log]\nsegment_bytes = \"4 MiB\"\nindex_max_bytes = \"64 KiB\"\n");
+    let mut client = broker.client();
+    create_topic(&mut client, "fill", 1);
+    create_topic(&mut client, "ballast", 1);
+    let chunk = "x".repeat(200_000);
+    // Ballast we can delete later to free space.
+    for _ in 0..20 {
+        assert!(produce_one(&mut client, "ballast", 0, &chunk).is_some());
+    }
+    let mut stored = 0;
+    let error = loop {
+        match produce_code(&mut client, "fill", 0, &chunk) {
+            0 => stored += 1,
+            code => break code,
+        }
+        assert!(stored < 500, "the 24 MiB disk never filled");
+    };
+    assert_eq!(error, 56, "KAFKA_STORAGE_ERROR");
+    assert!(stored > 0);
+    // Reads keep working and see exactly what was acknowledged.
+    assert_eq!(read_all(&mut client, "fill", 0).len(), stored);
+    // Free space by deleting the ballast topic; appends resume.
+    let request = DeleteTopicsRequest::default().with_topic_names(vec![name("ballast")]);
+    let deleted: DeleteTopicsResponse = client.call(ApiKey::DeleteTopics, 4, &request);
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert_eq!(
+        produce_code(&mut client, "fill", 0, &chunk),
+        0,
+        "appends resume"
+    );
+    assert!(broker.is_running());
+    // Nothing is corrupt: a restart recovers every acknowledged record.
+    broker.kill();
+    broker.restart();
+    assert_eq!(read_all(&mut broker.client(), "fill", 0).len(), stored + 1);
+    broker.kill();
+}
+
+/// The error code of a single-record acks=all produce.
+fn produce_code(client: &mut Client, topic: &str, partition: i32, value: &str) -> i16 {
+    let batch = BatchBuilder::new(1)
+        .record(b"k", value.as_bytes(), 0)
+        .build();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
+    response.responses[0].partition_responses[0].error_code
+}

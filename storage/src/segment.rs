@@ -237,7 +237,15 @@ impl Segment {
                 match mmap::reserve(&self.file, self.size, target - self.size) {
                     Ok(()) => self.reserved_to = target,
                     Err(e) if e.kind() == io::ErrorKind::Unsupported => self.can_reserve = false,
-                    // Disk full shows up here, before anything is written.
+                    // No room for the look-ahead: the disk is nearly full.
+                    // Reserve just this append, which may still fit.
+                    Err(_) if target > need => {
+                        match mmap::reserve(&self.file, self.size, need - self.size) {
+                            Ok(()) => self.reserved_to = need,
+                            // Disk full shows up here, before anything is written.
+                            Err(e) => return Err(WriteFailure::RolledBack(e)),
+                        }
+                    }
                     Err(e) => return Err(WriteFailure::RolledBack(e)),
                 }
             }

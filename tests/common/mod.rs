@@ -21,6 +21,8 @@ pub struct TestBroker {
     /// host:port of the Prometheus endpoint.
     pub metrics_addr: String,
     dir: tempfile::TempDir,
+    /// Where the data lives when not under `dir`.
+    data_dir: Option<PathBuf>,
     config: Option<String>,
     stderr_log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -38,6 +40,7 @@ impl TestBroker {
             addr: String::new(),
             metrics_addr: String::new(),
             dir,
+            data_dir: None,
             config: config.map(str::to_string),
             stderr_log: Default::default(),
         };
@@ -45,8 +48,25 @@ impl TestBroker {
         broker
     }
 
+    /// Starts with its data in `data_dir` (e.g. on a special filesystem).
+    pub fn start_on(data_dir: &Path, config: &str) -> TestBroker {
+        let mut broker = TestBroker {
+            child: None,
+            addr: String::new(),
+            metrics_addr: String::new(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            data_dir: Some(data_dir.to_path_buf()),
+            config: Some(config.to_string()),
+            stderr_log: Default::default(),
+        };
+        broker.spawn();
+        broker
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn spawn(&mut self) {
