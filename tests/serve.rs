@@ -626,6 +626,24 @@ fn bad_input_closes_only_the_offending_connection() {
 }
 
 #[test]
+fn trailing_bytes_after_a_request_body_are_ignored_as_kafka_does() {
+    // Exactly what librdkafka 2.16's AdminClient.list_topics() sends:
+    // Metadata v12, null topics, then 3 bytes no schema accounts for.
+    let broker = TestBroker::start();
+    let mut client = broker.client();
+    let hex = "0003000c00000003000772646b61666b610000000000010000";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    client.send_raw(&bytes);
+    let frame = client
+        .read_frame()
+        .expect("a Metadata response, not a closed connection");
+    assert_eq!(&frame[0..4], &3i32.to_be_bytes());
+}
+
+#[test]
 fn a_request_split_across_many_writes_is_reassembled() {
     let broker = TestBroker::start();
     let mut client = broker.client();

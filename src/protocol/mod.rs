@@ -127,18 +127,20 @@ pub fn parse_request(frame: Bytes) -> Result<Parsed, RequestError> {
 }
 
 impl Request {
-    /// Decodes the body as `T` at this request's version; trailing bytes are
-    /// an error.
+    /// Decodes the body as `T` at this request's version. Trailing bytes
+    /// are ignored, as Kafka brokers ignore them: librdkafka 2.16's
+    /// AdminClient sends 3 extra bytes after a Metadata v12 body.
     pub fn decode<T: Decodable>(&self) -> Result<T, RequestError> {
         let mut body = self.body.clone();
         let value =
             T::decode(&mut body, self.version).map_err(decode_err(self.api_key, self.version))?;
         if body.has_remaining() {
-            return Err(RequestError::Decode {
-                key: self.api_key,
-                version: self.version,
-                message: format!("{} unexpected trailing bytes", body.remaining()),
-            });
+            tracing::debug!(
+                api = ?self.api_key,
+                version = self.version,
+                trailing = body.remaining(),
+                "ignoring trailing request bytes"
+            );
         }
         Ok(value)
     }
