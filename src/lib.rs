@@ -22,9 +22,15 @@
 
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod metrics;
 pub mod protocol;
 pub mod serve;
 pub mod server;
+
+/// Huge allocations become lazily committed mappings, so a hostile array
+/// length in a request cannot abort the process (see [`alloc`]).
+#[global_allocator]
+static GLOBAL: alloc::Allocator = alloc::Allocator;

@@ -597,6 +597,27 @@ fn bad_input_closes_only_the_offending_connection() {
             "truncated header",
             [&3i32.to_be_bytes()[..], &[0, 3, 0]].concat(),
         ),
+        // Metadata v0 claiming 2^31-1 topics in a 14-byte request: decoders
+        // that preallocate from the count would ask for ~150 GB.
+        (
+            "hostile array length",
+            [
+                &14i32.to_be_bytes()[..],
+                &[0, 3, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff],
+            ]
+            .concat(),
+        ),
+        // Metadata v12 (compact array): 2^32-2 topics claimed.
+        (
+            "hostile compact array length",
+            [
+                &17i32.to_be_bytes()[..],
+                &[
+                    0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0,
+                ],
+            ]
+            .concat(),
+        ),
         (
             "garbage body",
             [

@@ -220,3 +220,71 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod hostile_input {
+    //! Arbitrary bytes through the parser and every request decoder must
+    //! give an error or a value, never a panic.
+
+    use super::*;
+    use kafka_protocol::messages::*;
+    use proptest::prelude::*;
+
+    fn decode_any(req: &Request) {
+        // The result does not matter; surviving it does.
+        let _ = match req.api_key {
+            ApiKey::Produce => req.decode::<ProduceRequest>().map(drop),
+            ApiKey::Fetch => req.decode::<FetchRequest>().map(drop),
+            ApiKey::ListOffsets => req.decode::<ListOffsetsRequest>().map(drop),
+            ApiKey::Metadata => req.decode::<MetadataRequest>().map(drop),
+            ApiKey::ApiVersions => req.decode::<ApiVersionsRequest>().map(drop),
+            ApiKey::CreateTopics => req.decode::<CreateTopicsRequest>().map(drop),
+            ApiKey::DeleteTopics => req.decode::<DeleteTopicsRequest>().map(drop),
+            ApiKey::DescribeConfigs => req.decode::<DescribeConfigsRequest>().map(drop),
+            ApiKey::OffsetCommit => req.decode::<OffsetCommitRequest>().map(drop),
+            ApiKey::OffsetFetch => req.decode::<OffsetFetchRequest>().map(drop),
+            ApiKey::FindCoordinator => req.decode::<FindCoordinatorRequest>().map(drop),
+            ApiKey::JoinGroup => req.decode::<JoinGroupRequest>().map(drop),
+            ApiKey::Heartbeat => req.decode::<HeartbeatRequest>().map(drop),
+            ApiKey::LeaveGroup => req.decode::<LeaveGroupRequest>().map(drop),
+            ApiKey::SyncGroup => req.decode::<SyncGroupRequest>().map(drop),
+            ApiKey::DescribeGroups => req.decode::<DescribeGroupsRequest>().map(drop),
+            ApiKey::ListGroups => req.decode::<ListGroupsRequest>().map(drop),
+            ApiKey::DeleteGroups => req.decode::<DeleteGroupsRequest>().map(drop),
+            ApiKey::InitProducerId => req.decode::<InitProducerIdRequest>().map(drop),
+            _ => Ok(()),
+        };
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn random_frames_never_panic_the_parser(frame in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(Parsed::Request(req)) = parse_request(Bytes::from(frame)) {
+                decode_any(&req);
+            }
+        }
+
+        #[test]
+        fn random_bodies_behind_valid_headers_never_panic_a_decoder(
+            api in 0usize..SUPPORTED_APIS.len(),
+            version_pick in any::<u16>(),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let (key, min, max) = SUPPORTED_APIS[api];
+            let version = min + (version_pick % (max - min + 1) as u16) as i16;
+            let mut frame = BytesMut::new();
+            RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(1)
+                .encode(&mut frame, key.request_header_version(version))
+                .unwrap();
+            frame.extend_from_slice(&body);
+            if let Ok(Parsed::Request(req)) = parse_request(frame.freeze()) {
+                decode_any(&req);
+            }
+        }
+    }
+}
