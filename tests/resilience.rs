@@ -329,7 +329,10 @@ impl Drop for SmallDisk {
 fn a_full_disk_fails_produces_keeps_reads_and_recovers_when_space_frees() {
     let disk = SmallDisk::mount("24m");
     let data = disk.dir.path().join("data");
-    let mut broker = TestBroker::start_on(&data, "[log]\nsegment_bytes = \"4 MiB\"\nindex_max_bytes = \"64 KiB\"\n");
+    let mut broker = TestBroker::start_on(
+        &data,
+        "[log]\nsegment_bytes = \"4 MiB\"\nindex_max_bytes = \"64 KiB\"\n",
+    );
     let mut client = broker.client();
     create_topic(&mut client, "fill", 1);
     create_topic(&mut client, "ballast", 1);
