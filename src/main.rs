@@ -7,6 +7,8 @@ use tracing_subscriber::EnvFilter;
 
 use strom::serve::{self, ServeArgs};
 
+mod bench;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strom",
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// Run the broker (Kafka protocol on 127.0.0.1:9092, data in ./data by default)
     Serve(ServeArgs),
+    /// Load generators: throughput and latency percentiles against a running broker
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -44,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(serve::run(config))
         }
+        Command::Bench(args) => bench::run(args),
     }
 }
 
