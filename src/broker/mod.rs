@@ -385,6 +385,68 @@ impl Broker {
         Ok(())
     }
 
+    /// Sets (`Some`) or removes (`None`, back to the broker default) topic
+    /// config overrides: validated, persisted, then applied to every partition's
+    /// log. Blocking: call from a blocking context.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<(), BrokerError> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let mut merged = topic.configs.0.clone();
+        for (key, value) in changes {
+            match value {
+                Some(v) => merged.insert(key.clone(), v.clone()),
+                None => merged.remove(key),
+            };
+        }
+        let configs = TopicConfigs::from_pairs(
+            merged.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+            &self.config.log,
+        )
+        .map_err(BrokerError::InvalidConfig)?;
+        let log_config = configs
+            .log_config(&self.config.log)
+            .map_err(BrokerError::InvalidConfig)?;
+        let altered = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs,
+            partitions: topic.partitions.clone(),
+        });
+        let records: Vec<TopicRecord> = self
+            .topics()
+            .iter()
+            .map(|t| {
+                if t.name == name {
+                    altered.record()
+                } else {
+                    t.record()
+                }
+            })
+            .collect();
+        store.save(records)?;
+        for partition in &altered.partitions {
+            partition.maintain(|log| {
+                log.set_config(log_config.clone());
+                Ok(())
+            })?;
+        }
+        self.topics
+            .write()
+            .map_err(|_| BrokerError::Internal("topics lock poisoned".into()))?
+            .insert(name.to_string(), altered);
+        info!(topic = %name, "topic configs altered");
+        Ok(())
+    }
+
     /// Flushes every partition (interval flush). Blocking.
     pub fn flush_all(&self) {
         for topic in self.topics() {

@@ -32,6 +32,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The advertised (min, max) versions of `key`, if strom serves it.

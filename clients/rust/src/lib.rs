@@ -57,7 +57,8 @@ mod producer;
 mod record;
 
 pub use admin::{
-    Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, MemberDescription, NewTopic,
+    Admin, ConfigEntry, ConfigResource, GroupDescription, GroupListing, LogDirPartition,
+    MemberDescription, NewTopic, SEGMENT_COUNT_TAG,
 };
 pub use assignor::Assignor;
 pub use cluster::{ClientConfig, PartitionInfo, TopicInfo};

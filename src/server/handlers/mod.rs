@@ -11,9 +11,11 @@ mod delete_groups;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -111,6 +113,10 @@ fn route(ctx: &Arc<Context>, parsed: Parsed, peer: SocketAddr) -> Result<Pending
         ApiKey::CreateTopics => Ok(blocking(ctx, req, create_topics::handle)),
         ApiKey::DeleteTopics => Ok(blocking(ctx, req, delete_topics::handle)),
         ApiKey::DescribeConfigs => Ok(ready(describe_configs::handle(ctx, &req))),
+        ApiKey::DescribeLogDirs => Ok(ready(describe_log_dirs::handle(ctx, &req))),
+        ApiKey::IncrementalAlterConfigs => {
+            Ok(blocking(ctx, req, incremental_alter_configs::handle))
+        }
         ApiKey::FindCoordinator => Ok(ready(find_coordinator::handle(ctx, &req))),
         ApiKey::JoinGroup => Ok(join_group::handle(ctx.clone(), req, peer)),
         ApiKey::SyncGroup => Ok(sync_group::handle(ctx.clone(), req)),
