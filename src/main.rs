@@ -1,4 +1,5 @@
-//! The `strom` binary: `strom serve` runs the broker.
+//! The `strom` binary: `strom serve` runs the broker; the other subcommands
+//! are the admin CLI (src/cli/).
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -6,6 +7,8 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 use strom::serve::{self, ServeArgs};
+
+mod cli;
 
 mod bench;
 
@@ -18,12 +21,24 @@ mod bench;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connect: cli::Connect,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the broker (Kafka protocol on 127.0.0.1:9092, data in ./data by default)
     Serve(ServeArgs),
+    /// List, describe, create, delete and alter topics
+    Topics(cli::topics::TopicsArgs),
+    /// List, describe and delete consumer groups; reset their offsets
+    Groups(cli::groups::GroupsArgs),
+    /// Write stdin lines to a topic, one record per line
+    Produce(cli::produce::ProduceArgs),
+    /// Print a topic's records
+    Consume(cli::consume::ConsumeArgs),
+    /// Inspect segment files offline: dump batches, verify a data dir
+    Log(cli::log::LogArgs),
     /// Load generators: throughput and latency percentiles against a running broker
     Bench(bench::BenchArgs),
 }
@@ -48,6 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(serve::run(config))
         }
+        Command::Topics(args) => cli::topics::run(args, &cli.connect),
+        Command::Groups(args) => cli::groups::run(args, &cli.connect),
+        Command::Produce(args) => cli::produce::run(args, &cli.connect),
+        Command::Consume(args) => cli::consume::run(args, &cli.connect),
+        Command::Log(args) => cli::log::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
