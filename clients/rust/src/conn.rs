@@ -220,6 +220,30 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
+        self.enqueue_version(req, version, timeout)
+            .await?
+            .wait()
+            .await
+    }
+
+    /// Queues `req` at the negotiated version and returns the future of its
+    /// answer. Requests queued one after another by a task go out, and are
+    /// answered, in that order, so a caller can pipeline without racing.
+    pub(crate) async fn enqueue<R: Request>(
+        &self,
+        req: &R,
+        timeout: Duration,
+    ) -> Result<PendingCall<R>> {
+        let v = self.version_for::<R>()?;
+        self.enqueue_version(req, v, timeout).await
+    }
+
+    async fn enqueue_version<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<PendingCall<R>> {
         let (correlation, frame) = self.encode(req, version)?;
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -229,25 +253,13 @@ impl Connection {
             })
             .await
             .map_err(|_| Error::Disconnected(self.addr.clone()))?;
-        let what = || format!("api key {} v{version} to {}", R::KEY, self.addr);
-        let mut body = tokio::time::timeout(timeout, rx)
-            .await
-            .map_err(|_| Error::Timeout(what(), timeout))?
-            .map_err(|_| Error::Disconnected(self.addr.clone()))??;
-        let header_version = <R::Response as HeaderVersion>::header_version(version);
-        ResponseHeader::decode(&mut body, header_version)
-            .map_err(|e| Error::Protocol(format!("{}: response header: {e}", what())))?;
-        let resp = R::Response::decode(&mut body, version)
-            .map_err(|e| Error::Protocol(format!("{}: response body: {e}", what())))?;
-        if body.has_remaining() {
-            debug!(
-                api_key = R::KEY,
-                version,
-                left = body.remaining(),
-                "trailing bytes in response"
-            );
-        }
-        Ok(resp)
+        Ok(PendingCall {
+            rx,
+            version,
+            timeout,
+            addr: self.addr.clone(),
+            _request: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request that gets no answer (Produce with acks=0).
@@ -277,5 +289,40 @@ impl Connection {
         let size = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&size.to_be_bytes());
         Ok((correlation, buf.freeze()))
+    }
+}
+
+/// The answer to a queued request (see [`Connection::enqueue`]).
+pub(crate) struct PendingCall<R> {
+    rx: oneshot::Receiver<Result<Bytes>>,
+    version: i16,
+    timeout: Duration,
+    addr: String,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> PendingCall<R> {
+    /// Waits for the answer and decodes it.
+    pub(crate) async fn wait(self) -> Result<R::Response> {
+        let version = self.version;
+        let what = || format!("api key {} v{version} to {}", R::KEY, self.addr);
+        let mut body = tokio::time::timeout(self.timeout, self.rx)
+            .await
+            .map_err(|_| Error::Timeout(what(), self.timeout))?
+            .map_err(|_| Error::Disconnected(self.addr.clone()))??;
+        let header_version = <R::Response as HeaderVersion>::header_version(version);
+        ResponseHeader::decode(&mut body, header_version)
+            .map_err(|e| Error::Protocol(format!("{}: response header: {e}", what())))?;
+        let resp = R::Response::decode(&mut body, version)
+            .map_err(|e| Error::Protocol(format!("{}: response body: {e}", what())))?;
+        if body.has_remaining() {
+            debug!(
+                api_key = R::KEY,
+                version,
+                left = body.remaining(),
+                "trailing bytes in response"
+            );
+        }
+        Ok(resp)
     }
 }
