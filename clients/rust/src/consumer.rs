@@ -871,8 +871,11 @@ fn decode_records(
             )));
         }
         if attributes & 0x20 == 0 && end > pos {
-            let set = RecordBatchDecoder::decode(&mut batch)
-                .map_err(|e| Error::Protocol(format!("{tp}: batch at {base}: {e}")))?;
+            let set = RecordBatchDecoder::decode_with_custom_compression(
+                &mut batch,
+                Some(crate::compression::decompress),
+            )
+            .map_err(|e| Error::Protocol(format!("{tp}: batch at {base}: {e}")))?;
             for r in set.records {
                 if r.offset < pos {
                     continue;

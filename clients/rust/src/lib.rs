@@ -48,6 +48,7 @@
 mod admin;
 mod assignor;
 mod cluster;
+mod compression;
 mod conn;
 mod consumer;
 mod error;

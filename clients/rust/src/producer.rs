@@ -732,13 +732,14 @@ impl SendCtx {
             };
         }
         let mut buf = BytesMut::with_capacity(batch.bytes + 128);
-        RecordBatchEncoder::encode(
+        RecordBatchEncoder::encode_with_custom_compression(
             &mut buf,
             batch.records.iter(),
             &RecordEncodeOptions {
                 version: 2,
                 compression: self.compression.to_protocol(),
             },
+            crate::compression::compressor(self.compression),
         )
         .map_err(|e| Error::Protocol(format!("encode record batch: {e}")))?;
         Ok(buf.freeze())
