@@ -3,13 +3,21 @@
 #
 # 1. Measures the machine's own limits in this run:
 #    - sequential write with fdatasync: dd if=/dev/zero bs=1M count=2048 conv=fdatasync
-#    - loopback TCP bandwidth: a Python socket pump (one sender thread, one
-#      receiver, 1 MiB sendall/recv_into, 3 s) -- no iperf3 install needed
+#    - loopback TCP bandwidth: iperf3 (Debian's; installed with apt-get when
+#      missing and we are root), one stream, 3 s. Without it, a Python socket
+#      pump (1 MiB sendall/recv_into), which is slower than the broker itself
+#      on this machine, so the ratio is then flattering.
 #    - fsync latency: 2000 x (4 KiB pwrite + fdatasync), p50/p99
 # 2. Starts a release `strom serve` on 127.0.0.1:0 with a temp data dir and
 #    runs workloads W1-W6 (issue 8) with `strom bench` and kcat, printing
 #    each figure as a ratio to its limit, and the broker's RSS idle and
 #    during W3 (sampled from /proc every 100 ms).
+#
+# strom-client producers use batches of 1,000,000 bytes and linger 5 ms,
+# librdkafka's defaults, so W1/W2 and W6 (kcat) compare like with like;
+# W5 (latency at a fixed rate) uses linger 0.
+# `sync` runs before each produce workload, so one workload's writeback
+# does not land in the next one's fsyncs.
 #
 # Scale (2-core machine, a few minutes in all): W1/W3 256 MiB, W2 2,000,000
 # messages, W4 reads 512 MiB (not 1 GiB), W5 5 s at 50,000 msg/s,
@@ -53,6 +61,15 @@ rm -f "$dir/dd"
 dd_mbs=$(echo "$dd_out" | python3 -c "import sys,re; l=sys.stdin.read(); b=int(l.split()[0]); s=float(re.search(r'copied, ([0-9.]+) s', l).group(1)); print(f'{b/s/1e6:.1f}')")
 echo "dd fdatasync: $dd_mbs MB/s   ($dd_out)"
 
+if ! command -v iperf3 >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -qq iperf3 >/dev/null 2>&1 || true
+fi
+if command -v iperf3 >/dev/null; then
+    iperf3 -s -1 -p 15299 >/dev/null 2>&1 &
+    sleep 0.5
+    tcp_mbs=$(iperf3 -c 127.0.0.1 -p 15299 -t 3 -J | python3 -c "import json,sys; print(f\"{json.load(sys.stdin)['end']['sum_received']['bits_per_second']/8e6:.1f}\")")
+    tcp_how="iperf3 $(iperf3 --version | head -1 | cut -d' ' -f2), 1 stream, 3 s"
+else
 tcp_mbs=$(python3 - <<'PY'
 import socket, threading, time
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(1)
@@ -77,7 +94,9 @@ t.join()
 print(f"{n/dt/1e6:.1f}")
 PY
 )
-echo "loopback TCP: $tcp_mbs MB/s (Python pump, 1 MiB sendall/recv_into, 3 s)"
+    tcp_how="Python pump, 1 MiB sendall/recv_into, 3 s: a low bound"
+fi
+echo "loopback TCP: $tcp_mbs MB/s ($tcp_how)"
 
 read -r fsync_p50 fsync_p99 < <(python3 - "$dir/fsync" <<'PY'
 import os, sys, time
@@ -111,40 +130,43 @@ rss_idle=$(rss_kib)
 echo "strom serve on $addr (pid $broker_pid); RSS idle: $((rss_idle / 1024)) MiB (target < 50 MiB)"
 
 bench() { "$strom" bench "$@" -b "$addr"; }
+produce() { sync; bench produce --batch-size 1000000 --linger 5 "$@"; }
 n() { echo $(( $1 * scale )); }
 
 echo "== W1: 1 KiB, 1 partition, acks=all"
-out=$(bench produce --topic w1 --partitions 1 --messages "$(n 262144)" --size 1024 --acks all); echo "$out"
+out=$(produce --topic w1 --partitions 1 --messages "$(n 262144)" --size 1024 --acks all); echo "$out"
 w1=$(echo "$out" | field produce mb_per_s)
 echo "W1: $w1 MB/s = $(ratio "$w1" "$dd_mbs") of dd fdatasync (target >= 70 %)"
 
 echo "== W2: 100 B, 1 partition, acks=1"
-out=$(bench produce --topic w2 --partitions 1 --messages "$(n 2000000)" --size 100 --acks 1); echo "$out"
+out=$(produce --topic w2 --partitions 1 --messages "$(n 2000000)" --size 100 --acks 1); echo "$out"
 w2=$(echo "$out" | field produce msg_per_s)
 echo "W2: $w2 msg/s = $(ratio "$w2" 2000000) of 2,000,000 msg/s target"
 
 echo "== W3: 1 KiB, 8 partitions, 4 producers, acks=all"
 (peak=0; while :; do r=$(rss_kib); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" > "$dir/rss_peak"; sleep 0.1; done) &
 sampler_pid=$!
-out=$(bench produce --topic w3 --partitions 8 --producers 4 --messages "$(n 262144)" --size 1024 --acks all); echo "$out"
+out=$(produce --topic w3 --partitions 8 --producers 4 --messages "$(n 262144)" --size 1024 --acks all); echo "$out"
 kill "$sampler_pid"; wait "$sampler_pid" 2>/dev/null || true; sampler_pid=""
 rss_w3=$(cat "$dir/rss_peak")
 w3=$(echo "$out" | field produce mb_per_s)
 echo "W3: $w3 MB/s = $(ratio "$w3" "$dd_mbs") of dd fdatasync; broker RSS peak $((rss_w3 / 1024)) MiB (target < 300 MiB)"
 
 echo "== W4: consume 512 MiB of 1 KiB messages from the page cache"
-bench produce --topic w4 --partitions 1 --messages "$(n 524288)" --size 1024 --acks 1 | grep -v summary
+produce --topic w4 --partitions 1 --messages "$(n 524288)" --size 1024 --acks 1 | grep -v summary
 out=$(bench consume --topic w4 --messages "$(n 524288)"); echo "$out"
 w4=$(echo "$out" | field consume mb_per_s)
 echo "W4: $w4 MB/s = $(ratio "$w4" "$tcp_mbs") of loopback TCP (target >= 40 %)"
 
 echo "== W5: 1 KiB at a fixed 50,000 msg/s, acks=all, with a concurrent consumer"
-out=$(bench produce --topic w5 --partitions 1 --messages "$(n 250000)" --size 1024 --acks all --rate 50000 --consume); echo "$out"
+sync  # linger 0: a latency workload sends each record as soon as the producer can
+out=$(bench produce --batch-size 1000000 --linger 0 --topic w5 --partitions 1 --messages "$(n 250000)" --size 1024 --acks all --rate 50000 --consume); echo "$out"
 w5=$(echo "$out" | field produce p99_us)
 echo "W5: p99 send->ack $w5 us = $(python3 -c "print(f'{$w5/$fsync_p99:.2f}')")x the disk's p99 fsync ($fsync_p99 us) (target < 2x)"
 
 echo "== W6: kcat (librdkafka $(kcat -V 2>&1 | sed -n 's/.*librdkafka \([0-9.]*\).*/\1/p' | head -1))"
 kcat_run() { # topic msgs size acks
+    sync
     python3 -c "import sys; sys.stdout.write(('x'*($3-1)+'\n')*$2)" > "$dir/kcat.in"
     local t0 t1
     t0=$(date +%s.%N)
