@@ -189,13 +189,20 @@ pub fn decode_body(req: &Request) -> Result<(), RequestError> {
     }
 }
 
+/// A response header's largest size: correlation id, and in v1 an empty tagged-field count.
+const RESPONSE_HEADER_MAX: usize = 5;
+
 /// Encodes a whole response frame (size, header, body) for `api_key` v`version`.
 pub fn encode_response<T: Encodable + HeaderVersion>(
     correlation_id: i32,
     version: i16,
     body: &T,
 ) -> anyhow::Result<Bytes> {
-    let mut out = BytesMut::with_capacity(64);
+    // Sized up front (size prefix + header + body): a Fetch response carries
+    // up to max_bytes of records, and growing the buffer from 64 bytes by
+    // doubling copied them over and over (BENCHMARKS.md, fetch assembly).
+    let body_size = body.compute_size(version)?;
+    let mut out = BytesMut::with_capacity(4 + RESPONSE_HEADER_MAX + body_size);
     out.extend_from_slice(&[0; 4]);
     let header =
         kafka_protocol::messages::ResponseHeader::default().with_correlation_id(correlation_id);
