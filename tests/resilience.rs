@@ -32,8 +32,14 @@ fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
     assert_eq!(response.topics[0].error_code, 0);
 }
 
-/// Produces one single-record batch; Some(offset) if acknowledged.
-fn produce_one(client: &mut Client, topic: &str, partition: i32, value: &str) -> Option<i64> {
+/// Produces one single-record batch with acks=all: Some((error code, base
+/// offset)), or None if the broker went away before answering.
+fn try_produce(
+    client: &mut Client,
+    topic: &str,
+    partition: i32,
+    value: &str,
+) -> Option<(i16, i64)> {
     let batch = BatchBuilder::new(1)
         .record(b"k", value.as_bytes(), 0)
         .build();
@@ -51,7 +57,13 @@ fn produce_one(client: &mut Client, topic: &str, partition: i32, value: &str) ->
     ResponseHeader::decode(&mut frame, ProduceResponse::header_version(9)).ok()?;
     let response = ProduceResponse::decode(&mut frame, 9).ok()?;
     let p = &response.responses[0].partition_responses[0];
-    (p.error_code == 0).then_some(p.base_offset)
+    Some((p.error_code, p.base_offset))
+}
+
+/// The offset of an acknowledged single-record produce, if acknowledged.
+fn produce_one(client: &mut Client, topic: &str, partition: i32, value: &str) -> Option<i64> {
+    try_produce(client, topic, partition, value)
+        .and_then(|(code, offset)| (code == 0).then_some(offset))
 }
 
 /// Every (offset, value) of a partition, read from the start.
@@ -372,17 +384,7 @@ fn a_full_disk_fails_produces_keeps_reads_and_recovers_when_space_frees() {
 
 /// The error code of a single-record acks=all produce.
 fn produce_code(client: &mut Client, topic: &str, partition: i32, value: &str) -> i16 {
-    let batch = BatchBuilder::new(1)
-        .record(b"k", value.as_bytes(), 0)
-        .build();
-    let request = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(name(topic))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(Bytes::from(batch)))])]);
-    let response: ProduceResponse = client.call(ApiKey::Produce, 9, &request);
-    response.responses[0].partition_responses[0].error_code
+    try_produce(client, topic, partition, value)
+        .expect("a produce response")
+        .0
 }

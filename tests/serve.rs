@@ -120,12 +120,15 @@ fn fetch(
     )
 }
 
+/// (error, offset, timestamp) of one partition's ListOffsets at v5 (v7 for
+/// MAX_TIMESTAMP, -3, which needs it).
 fn list_offset(
     client: &mut Client,
     topic: &str,
     partition: i32,
     timestamp: i64,
 ) -> (i16, i64, i64) {
+    let version = if timestamp == -3 { 7 } else { 5 };
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![ListOffsetsTopic::default()
@@ -133,25 +136,7 @@ fn list_offset(
             .with_partitions(vec![ListOffsetsPartition::default()
                 .with_partition_index(partition)
                 .with_timestamp(timestamp)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 5, &request);
-    let p = &response.topics[0].partitions[0];
-    (p.error_code, p.offset, p.timestamp)
-}
-
-fn list_offset_v7(
-    client: &mut Client,
-    topic: &str,
-    partition: i32,
-    timestamp: i64,
-) -> (i16, i64, i64) {
-    let request = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_timestamp(timestamp)])]);
-    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, 7, &request);
+    let response: ListOffsetsResponse = client.call(ApiKey::ListOffsets, version, &request);
     let p = &response.topics[0].partitions[0];
     (p.error_code, p.offset, p.timestamp)
 }
@@ -308,7 +293,7 @@ fn list_offsets_finds_earliest_latest_and_by_timestamp() {
     assert_eq!(list_offset(&mut client, "t", 0, 12_000), (NONE, 5, 12_000));
     // MAX_TIMESTAMP (-3, ListOffsets v7): the record with the largest timestamp.
     produce(&mut client, "t", 0, batch(&["old"], 500), 1);
-    assert_eq!(list_offset_v7(&mut client, "t", 0, -3), (NONE, 5, 12_000));
+    assert_eq!(list_offset(&mut client, "t", 0, -3), (NONE, 5, 12_000));
 }
 
 #[test]

@@ -229,6 +229,14 @@ impl Broker {
         })
     }
 
+    /// The metadata store, which also serializes topic creation, deletion
+    /// and config changes.
+    fn lock_store(&self) -> Result<std::sync::MutexGuard<'_, MetadataStore>, BrokerError> {
+        self.store
+            .lock()
+            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -292,10 +300,7 @@ impl Broker {
     /// Creates a topic: metadata first (durably), then its partition logs.
     /// Blocking: call from a blocking context.
     pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, BrokerError> {
-        let store = self
-            .store
-            .lock()
-            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let store = self.lock_store()?;
         let (partitions, configs) = self.validate_new_topic(new)?;
         // Leftovers of an earlier topic of this name (a crash during its
         // deletion) must not be resurrected as the new topic's data.
@@ -350,10 +355,7 @@ impl Broker {
     /// Deletes a topic: forgets it durably, then removes its data from disk.
     /// Blocking: call from a blocking context.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
-        let store = self
-            .store
-            .lock()
-            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let store = self.lock_store()?;
         let topic = self
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
@@ -393,10 +395,7 @@ impl Broker {
         name: &str,
         changes: &[(String, Option<String>)],
     ) -> Result<(), BrokerError> {
-        let store = self
-            .store
-            .lock()
-            .map_err(|_| BrokerError::Internal("metadata lock poisoned".into()))?;
+        let store = self.lock_store()?;
         let topic = self
             .topic(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;

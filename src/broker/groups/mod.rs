@@ -148,6 +148,24 @@ struct Member {
 }
 
 impl Member {
+    /// A member made from its JoinGroup, not yet waiting for anything.
+    fn joining(req: JoinRequest, id: String, assignment: Bytes, now: Instant) -> Member {
+        Member {
+            id,
+            instance_id: req.instance_id,
+            client_id: req.client_id,
+            client_host: req.client_host,
+            session_timeout: req.session_timeout,
+            rebalance_timeout: req.rebalance_timeout,
+            protocol_type: req.protocol_type,
+            protocols: req.protocols,
+            assignment,
+            last_heartbeat: now,
+            join_waiter: None,
+            sync_waiter: None,
+        }
+    }
+
     fn supports(&self, protocol: &str) -> bool {
         self.protocols.iter().any(|(name, _)| name == protocol)
     }
@@ -618,23 +636,9 @@ impl GroupCoordinator {
                         .static_members
                         .insert(instance.clone(), member_id.clone());
                 }
-                group.members.insert(
-                    member_id.clone(),
-                    Member {
-                        id: member_id.clone(),
-                        instance_id: req.instance_id.clone(),
-                        client_id: req.client_id,
-                        client_host: req.client_host,
-                        session_timeout: req.session_timeout,
-                        rebalance_timeout: req.rebalance_timeout,
-                        protocol_type: req.protocol_type,
-                        protocols: req.protocols,
-                        assignment: Bytes::new(),
-                        last_heartbeat: now,
-                        join_waiter: Some(tx),
-                        sync_waiter: None,
-                    },
-                );
+                let mut member = Member::joining(req, member_id.clone(), Bytes::new(), now);
+                member.join_waiter = Some(tx);
+                group.members.insert(member_id.clone(), member);
             }
         }
         group.prepare_rebalance(now, config, "member joined");
@@ -670,22 +674,11 @@ impl GroupCoordinator {
         let unchanged = old.protocols == req.protocols;
         let (tx, rx) = oneshot::channel();
         let rebalance = !(group.state == GroupState::Stable && unchanged && !was_leader);
-        let member = Member {
-            id: new_id.clone(),
-            instance_id: req.instance_id.clone(),
-            client_id: req.client_id,
-            client_host: req.client_host,
-            session_timeout: req.session_timeout,
-            rebalance_timeout: req.rebalance_timeout,
-            protocol_type: req.protocol_type,
-            protocols: req.protocols,
-            assignment: old.assignment,
-            last_heartbeat: now,
-            join_waiter: rebalance.then_some(tx),
-            sync_waiter: None,
-        };
+        let instance_id = req.instance_id.clone();
+        let mut member = Member::joining(req, new_id.clone(), old.assignment, now);
+        member.join_waiter = rebalance.then_some(tx);
         group.members.insert(new_id.clone(), member);
-        if let Some(instance) = req.instance_id {
+        if let Some(instance) = instance_id {
             group.static_members.insert(instance, new_id.clone());
         }
         if was_leader {
