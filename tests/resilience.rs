@@ -388,3 +388,74 @@ fn produce_code(client: &mut Client, topic: &str, partition: i32, value: &str) -
         .expect("a produce response")
         .0
 }
+
+/// Bytes flipped in a sealed segment are caught by the CRC on the way out:
+/// the damaged batch is never served, batches before it are, and the error
+/// names the spot in the broker's log.
+#[test]
+fn a_flipped_byte_in_a_sealed_segment_is_reported_not_served() {
+    let mut broker = TestBroker::start_with_config(Some(
+        "[log]\nsegment_bytes = \"2 KiB\"\nindex_interval_bytes = 128\n",
+    ));
+    let mut client = broker.client();
+    create_topic(&mut client, "rot", 1);
+    for i in 0..40 {
+        assert_eq!(
+            produce_one(
+                &mut client,
+                "rot",
+                0,
+                &format!("value-{i:03}-{}", "p".repeat(100))
+            ),
+            Some(i)
+        );
+    }
+    drop(client);
+    assert!(broker.stop().success());
+    // Damage the third batch of the first (sealed) segment, inside its
+    // CRC-covered records.
+    let segment = broker
+        .data_dir()
+        .join("rot-0")
+        .join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let batch_len =
+        |at: usize| i32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize + 12;
+    let third = batch_len(0) + batch_len(batch_len(0));
+    bytes[third + 70] ^= 0x55;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    broker.restart();
+    let mut client = broker.client();
+    let fetch_at = |client: &mut Client, offset: i64| -> (i16, usize) {
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("rot"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let response: FetchResponse = client.call(ApiKey::Fetch, 11, &request);
+        let p = &response.responses[0].partitions[0];
+        let mut records = p.records.clone().unwrap_or_default();
+        let served = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records)
+            .map(|sets| sets.iter().map(|s| s.records.len()).sum())
+            .unwrap_or(usize::MAX);
+        (p.error_code, served)
+    };
+    // From the start: the two good batches only.
+    assert_eq!(fetch_at(&mut client, 0), (0, 2));
+    // At the damaged batch: CORRUPT_MESSAGE, nothing served.
+    assert_eq!(fetch_at(&mut client, 2).0, 2);
+    // Later segments are untouched and served.
+    let (code, served) = fetch_at(&mut client, 39);
+    assert_eq!((code, served), (0, 1));
+    assert!(
+        broker.stderr().contains("damaged batch in the log"),
+        "the broker says where the damage is:\n{}",
+        broker.stderr()
+    );
+}

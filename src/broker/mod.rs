@@ -43,6 +43,9 @@ pub enum BrokerError {
     InvalidRequest(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Stored bytes failed their CRC on the way out.
+    #[error("{0}")]
+    CorruptLog(String),
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]

@@ -204,15 +204,46 @@ impl Partition {
     /// Batches from `offset`. A partition whose flush failed serves nothing
     /// (KAFKA_STORAGE_ERROR): what it holds past the last good flush may
     /// have holes.
+    ///
+    /// Every batch is checked against its CRC-32C before it is served (after
+    /// the lock is released): bytes damaged on disk are reported with where
+    /// they are and never handed to a client. Batches before the damage are
+    /// served; a read that starts at it fails with CORRUPT_MESSAGE.
     pub fn read(&self, offset: Offset, max_bytes: usize) -> Result<ReadData, BrokerError> {
-        self.with_log(|log| {
+        let mut data = self.with_log(|log| {
             if log.is_offline() {
                 return Err(StorageError::Offline {
                     path: log.dir().to_path_buf(),
                 });
             }
             log.read(offset, max_bytes)
-        })
+        })?;
+        let mut scan = BatchIter::new(&data.records, true);
+        scan.by_ref().for_each(drop);
+        if let Some(stop) = scan.stop() {
+            let at = stop.position;
+            let damaged_offset = data
+                .records
+                .get(at..at + 8)
+                .map(|b| i64::from_be_bytes(b.try_into().unwrap_or_default()));
+            error!(
+                dir = %self.dir.display(),
+                read_from = offset,
+                damaged_batch_offset = ?damaged_offset,
+                good_bytes = at,
+                reason = %stop.reason,
+                "damaged batch in the log; not serving it (run `strom log verify`)"
+            );
+            if at == 0 {
+                return Err(BrokerError::CorruptLog(format!(
+                    "the batch at offset {offset} in {} is damaged: {}",
+                    self.dir.display(),
+                    stop.reason
+                )));
+            }
+            data.records = data.records.slice(..at);
+        }
+        Ok(data)
     }
 
     /// (log start offset, log end offset).
