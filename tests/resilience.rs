@@ -101,7 +101,8 @@ fn read_all(client: &mut Client, topic: &str, partition: i32) -> BTreeMap<i64, S
 }
 
 /// Rounds of: several clients produce with acks=all, kill -9 at a random
-/// moment, restart, check every acknowledged record at its offset.
+/// moment, restart, check every acknowledged record at its offset, stop,
+/// and `strom log verify` the data dir.
 /// STROM_TORTURE_ROUNDS raises the count (default 20).
 #[test]
 fn acknowledged_records_survive_repeated_kill_9_under_concurrent_load() {
@@ -168,6 +169,22 @@ fn acknowledged_records_survive_repeated_kill_9_under_concurrent_load() {
                 );
             }
         }
+        drop(client);
+        // The recovered log must pass the offline checker, segment by
+        // segment and index by index (with the broker stopped).
+        assert!(broker.stop().success(), "round {round}: clean stop");
+        let verify = std::process::Command::new(env!("CARGO_BIN_EXE_strom"))
+            .args(["log", "verify"])
+            .arg(broker.data_dir())
+            .output()
+            .expect("run strom log verify");
+        assert!(
+            verify.status.success(),
+            "round {round}: strom log verify failed:\n{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        broker.restart();
     }
     assert!(
         acked.lock().unwrap().len() > rounds as usize,
