@@ -606,7 +606,7 @@ impl GroupCoordinator {
         };
 
         let (tx, rx) = oneshot::channel();
-        match group.members.get_mut(&member_id) {
+        let reason = match group.members.get_mut(&member_id) {
             Some(member) => {
                 let unchanged = member.protocols == req.protocols;
                 member.protocols = req.protocols;
@@ -629,6 +629,13 @@ impl GroupCoordinator {
                         &member_id,
                     )));
                 }
+                if !unchanged {
+                    "a member's protocols or metadata changed"
+                } else if is_leader {
+                    "the leader rejoined"
+                } else {
+                    "a member rejoined"
+                }
             }
             None => {
                 if let Some(instance) = &req.instance_id {
@@ -639,9 +646,11 @@ impl GroupCoordinator {
                 let mut member = Member::joining(req, member_id.clone(), Bytes::new(), now);
                 member.join_waiter = Some(tx);
                 group.members.insert(member_id.clone(), member);
+                "a new member joined"
             }
-        }
-        group.prepare_rebalance(now, config, "member joined");
+        };
+        debug!(group = %group.id, member = %member_id, reason, "join");
+        group.prepare_rebalance(now, config, reason);
         group.try_complete_join(now, now_ms);
         Reply::Later(rx)
     }
