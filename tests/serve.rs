@@ -40,21 +40,26 @@ fn create_topic(
 ) -> CreateTopicsResponse {
     let request = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )]);
+        .with_topics(vec![creatable(topic, partitions, 1, configs)]);
     client.call(ApiKey::CreateTopics, 5, &request)
+}
+
+/// One CreateTopics entry.
+fn creatable(topic: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(rf)
+        .with_configs(
+            configs
+                .iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfig::default()
+                        .with_name(StrBytes::from_string(k.to_string()))
+                        .with_value(Some(StrBytes::from_string(v.to_string())))
+                })
+                .collect(),
+        )
 }
 
 fn produce_request(topic: &str, partition: i32, records: Vec<u8>, acks: i16) -> ProduceRequest {
@@ -373,20 +378,8 @@ fn create_topics_checks_partitions_replication_and_configs() {
         ("good", 3, 1, &[], TOPIC_ALREADY_EXISTS),
     ];
     for &(topic, partitions, rf, configs, expected) in cases {
-        let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-            .with_name(name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| {
-                        CreatableTopicConfig::default()
-                            .with_name(StrBytes::from_string(k.to_string()))
-                            .with_value(Some(StrBytes::from_string(v.to_string())))
-                    })
-                    .collect(),
-            )]);
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![creatable(topic, partitions, rf, configs)]);
         let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 7, &request);
         assert_eq!(
             response.topics[0].error_code, expected,
