@@ -63,6 +63,41 @@ pub fn finish_frame(mut out: BytesMut) -> Bytes {
     out.freeze()
 }
 
+/// A whole response frame, size prefix included, as one or more buffers to
+/// be written back to back (a Fetch response keeps its record bytes as the
+/// segment map's own `Bytes`; see `protocol::splice`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutFrame {
+    chunks: Vec<Bytes>,
+}
+
+impl OutFrame {
+    pub fn from_chunks(chunks: Vec<Bytes>) -> OutFrame {
+        OutFrame { chunks }
+    }
+
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// Total bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.iter().all(Bytes::is_empty)
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(frame: Bytes) -> OutFrame {
+        OutFrame {
+            chunks: vec![frame],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

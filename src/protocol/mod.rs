@@ -4,6 +4,7 @@
 
 pub mod frame;
 pub mod legacy_produce;
+pub mod splice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};

@@ -12,19 +12,20 @@
 //! The read buffer lives here, not in a future, so a cancelled read loses
 //! nothing (`select!` safety).
 
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::stream::{FuturesOrdered, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{debug, info};
 
 use super::handlers::{self, Pending};
 use super::Context;
-use crate::protocol::frame::{bytes_wanted, frame_size, take_frame};
+use crate::protocol::frame::{bytes_wanted, frame_size, take_frame, OutFrame};
 use crate::protocol::parse_request;
 
 /// How long in-flight requests may still finish once the broker stops.
@@ -133,7 +134,7 @@ async fn run(
         tokio::select! {
             Some(done) = pending.next(), if !pending.is_empty() => match done {
                 Ok(Some(response)) => {
-                    if let Err(e) = writer.write_all(&response).await {
+                    if let Err(e) = write_frame(&mut writer, &response).await {
                         return format!("write failed: {e}");
                     }
                 }
@@ -164,6 +165,115 @@ async fn run(
             _ = sleep_until_opt(drain_deadline) => {
                 return format!("broker shutting down; {} unanswered request(s) dropped", pending.len());
             }
+        }
+    }
+}
+
+/// Writes a response's chunks back to back, with vectored writes so that a
+/// Fetch response's record bytes go from the segment map to the socket.
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut W, frame: &OutFrame) -> io::Result<()> {
+    /// iovecs per call; the rest go in the next write.
+    const MAX_SLICES: usize = 64;
+    let chunks = frame.chunks();
+    if let [one] = chunks {
+        return writer.write_all(one).await;
+    }
+    let (mut index, mut offset) = (0usize, 0usize);
+    while index < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[index..]
+            .iter()
+            .take(MAX_SLICES)
+            .enumerate()
+            .map(|(i, c)| IoSlice::new(if i == 0 { &c[offset..] } else { c }))
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while index < chunks.len() && written >= chunks[index].len() - offset {
+            written -= chunks[index].len() - offset;
+            index += 1;
+            offset = 0;
+        }
+        offset += written;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Poll};
+
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// Takes at most `step` bytes per write, so every chunk boundary gets
+    /// crossed mid-write somewhere.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut TaskContext<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut left = self.step;
+            for b in bufs {
+                let n = b.len().min(left);
+                self.out.extend_from_slice(&b[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(self.step - left))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn chunks_arrive_whole_and_in_order_through_partial_writes() {
+        let chunks: Vec<Bytes> = [5usize, 0, 1, 300, 0, 7, 4096, 2]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 40 + j) as u8).collect())
+            .chain((0..100).map(|i| Bytes::from(vec![i as u8; 3])))
+            .collect();
+        let want: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+        let frame = OutFrame::from_chunks(chunks);
+        for step in [1, 2, 3, 6, 299, 1000, 1 << 20] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+            };
+            write_frame(&mut w, &frame).await.unwrap();
+            assert_eq!(w.out, want, "step {step}");
         }
     }
 }

@@ -40,5 +40,5 @@ pub fn fallback(correlation_id: i32) -> Result<Reply, CloseReason> {
     out.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
     out.extend_from_slice(&0i16.to_be_bytes());
     out.extend_from_slice(&4i16.to_be_bytes());
-    Ok(Some(frame::finish_frame(out)))
+    Ok(Some(frame::finish_frame(out).into()))
 }

@@ -10,7 +10,7 @@ use strom_storage::batch::BatchIter;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{respond, Pending};
+use super::{respond_spliced, Pending};
 use crate::broker::BrokerError;
 use crate::protocol::Request;
 use crate::server::errors::kafka_error;
@@ -36,8 +36,14 @@ pub fn handle(ctx: Arc<Context>, req: Request) -> Pending {
             let now = Instant::now();
             if bytes >= min_bytes || any_error || now >= deadline || watches.is_empty() {
                 count_out(&ctx, &responses);
+                // The records go to the socket from the segment maps as they
+                // are: only the fields around them are encoded and copied.
+                let records: Vec<bytes::Bytes> = responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().filter_map(|p| p.records.clone()))
+                    .collect();
                 let response = FetchResponse::default().with_responses(responses);
-                return respond(&req, &response);
+                return respond_spliced(&req, &response, &records);
             }
             let changed =
                 futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));

@@ -38,6 +38,8 @@ use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 use super::Context;
 use crate::metrics::{ApiLabels, Metrics};
+use crate::protocol::frame::OutFrame;
+use crate::protocol::splice::encode_response_spliced;
 use crate::protocol::{encode_response, Parsed, Request, RequestError};
 
 /// Why a connection must be closed instead of answered.
@@ -55,8 +57,8 @@ pub enum CloseReason {
     FailedAcksZero(String),
 }
 
-/// The response bytes (a whole frame), or None when the API sends none.
-pub type Reply = Option<Bytes>;
+/// The response (a whole frame), or None when the API sends none.
+pub type Reply = Option<OutFrame>;
 pub type Pending = BoxFuture<'static, Result<Reply, CloseReason>>;
 
 /// Starts handling a parsed request, counting and timing it.
@@ -164,10 +166,26 @@ fn blocking(
 /// Encodes `body` as the response to `req`.
 fn respond<T: Encodable + HeaderVersion>(req: &Request, body: &T) -> Result<Reply, CloseReason> {
     encode_response(req.header.correlation_id, req.version, body)
+        .map(|frame| Some(frame.into()))
+        .map_err(|e| encode_failed(req, e))
+}
+
+/// [`respond`], writing the record `Bytes` in `records` from where they are
+/// instead of copying them into the frame.
+fn respond_spliced<T: Encodable + HeaderVersion>(
+    req: &Request,
+    body: &T,
+    records: &[Bytes],
+) -> Result<Reply, CloseReason> {
+    encode_response_spliced(req.header.correlation_id, req.version, body, records)
         .map(Some)
-        .map_err(|e| CloseReason::Encode {
-            key: req.api_key,
-            version: req.version,
-            message: e.to_string(),
-        })
+        .map_err(|e| encode_failed(req, e))
+}
+
+fn encode_failed(req: &Request, e: anyhow::Error) -> CloseReason {
+    CloseReason::Encode {
+        key: req.api_key,
+        version: req.version,
+        message: e.to_string(),
+    }
 }

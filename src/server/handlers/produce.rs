@@ -173,5 +173,5 @@ fn legacy(req: &Request) -> Result<Reply, CloseReason> {
         ResponseError::UnsupportedVersion.code(),
         &mut out,
     );
-    Ok(Some(frame::finish_frame(out)))
+    Ok(Some(frame::finish_frame(out).into()))
 }
