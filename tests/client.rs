@@ -9,8 +9,8 @@ use bytes::Bytes;
 use common::TestBroker;
 use strom_client::{
     partition_for_key, Acks, Admin, ClientConfig, Compression, ConfigResource, Consumer,
-    ConsumerConfig, NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, Seek,
-    TopicPartition, EARLIEST, LATEST,
+    ConsumerConfig, NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, RecordRef,
+    Seek, TopicPartition, EARLIEST, LATEST,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -112,6 +112,105 @@ fn round_trips_100k_records_with_every_codec() {
             }
             assert!(seen.iter().all(|s| *s), "{codec:?}: every record read back");
         }
+    });
+}
+
+#[test]
+fn send_ref_keeps_partition_order_and_each_record_reads_its_offset_from_its_batch() {
+    let broker = TestBroker::start();
+    rt().block_on(async {
+        let admin = Admin::new(ClientConfig::new(&broker.addr)).await.unwrap();
+        admin
+            .create_topics(&[NewTopic::new("ordered", 2)])
+            .await
+            .unwrap();
+        let mut config = ProducerConfig::new(&broker.addr);
+        // Many small batches, several in flight at once.
+        config.batch_size = 4096;
+        config.queue_capacity = 1000;
+        let producer = Producer::new(config).await.unwrap();
+        const N: usize = 5000;
+        let mut deliveries = Vec::with_capacity(N);
+        for i in 0..N {
+            let value = format!("value-{i}");
+            let seq = i.to_string();
+            // A repeated header key is sent as is (the consumer keeps the last).
+            let headers = [
+                ("seq", Some(b"first".as_slice())),
+                ("seq", Some(seq.as_bytes())),
+            ];
+            let rec = RecordRef::new("ordered")
+                .partition(1)
+                .value(&value)
+                .headers(&headers);
+            deliveries.push(producer.send_ref(rec).await.unwrap());
+        }
+        let mut batches = 1;
+        for w in deliveries.windows(2) {
+            if !w[0].same_batch(&w[1]) {
+                batches += 1;
+            }
+        }
+        assert!(batches > 10, "4 KiB batches: {batches}");
+        producer.close().await.unwrap();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let m = d.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
+            assert_eq!((m.partition, m.offset), (1, i as i64), "record {i}");
+        }
+        let records = read_all(&broker.addr, "ordered", 2, N).await;
+        for r in records {
+            let i = r.offset as usize;
+            assert_eq!(r.partition, 1);
+            assert_eq!(r.value, Some(Bytes::from(format!("value-{i}"))));
+            assert_eq!(
+                r.headers,
+                vec![("seq".to_string(), Some(Bytes::from(i.to_string())))]
+            );
+        }
+    });
+}
+
+#[test]
+fn every_record_of_a_batch_the_broker_refuses_gets_its_error() {
+    let broker = TestBroker::start();
+    rt().block_on(async {
+        let admin = Admin::new(ClientConfig::new(&broker.addr)).await.unwrap();
+        let mut topic = NewTopic::new("small", 1);
+        topic.configs = vec![("max.message.bytes".into(), "2000".into())];
+        admin.create_topics(&[topic]).await.unwrap();
+        let mut config = ProducerConfig::new(&broker.addr);
+        config.linger = Duration::from_secs(60);
+        let producer = Producer::new(config).await.unwrap();
+        // 30 x 100 bytes in one batch: larger than the topic allows.
+        let mut deliveries = Vec::new();
+        for _ in 0..30 {
+            let rec = ProducerRecord::new("small").value(vec![b'x'; 100]);
+            deliveries.push(producer.send(rec).await.unwrap());
+        }
+        assert!(deliveries.windows(2).all(|w| w[0].same_batch(&w[1])));
+        producer.flush().await.unwrap();
+        for (i, d) in deliveries.into_iter().enumerate() {
+            let e = d.await.expect_err("refused");
+            // MESSAGE_TOO_LARGE
+            assert_eq!(e.code(), Some(10), "record {i}: {e}");
+        }
+        // The refused batch's sequences are reused: the next batch lands.
+        // (flush: the linger is a minute.)
+        let fits = producer
+            .send(ProducerRecord::new("small").value("fits"))
+            .await
+            .unwrap();
+        // A partition the topic does not have fails that record only.
+        let missing = producer
+            .send(ProducerRecord::new("small").partition(3).value("v"))
+            .await
+            .unwrap();
+        producer.flush().await.unwrap();
+        let m = fits.await.unwrap();
+        assert_eq!((m.partition, m.offset), (0, 0));
+        let e = missing.await.expect_err("no partition 3");
+        assert_eq!(e.code(), Some(3), "{e}");
+        producer.close().await.unwrap();
     });
 }
 

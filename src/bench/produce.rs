@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
 use strom_client::{
     Acks, Admin, ClientConfig, Compression, DeliveryFuture, NewTopic, Producer, ProducerConfig,
-    ProducerRecord,
+    RecordRef,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -191,13 +191,27 @@ struct SendJob {
     start: Instant,
 }
 
+/// Consecutive records that went into one batch: the future of one of them
+/// (they are acknowledged together) and each one's latency origin. Waiting
+/// on one future per batch instead of one per record keeps the bench's own
+/// cost per record to a clock read and a push.
+struct Sent {
+    delivery: DeliveryFuture,
+    origins: Vec<Instant>,
+}
+
 /// One producer's sends. A collector task awaits the acknowledgements, so the
 /// loop only ever waits for the producer's queue (or the schedule).
 async fn send_loop(producer: Producer, job: SendJob, stats: Arc<Stats>) -> anyhow::Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
+    let (tx, rx) = mpsc::unbounded_channel::<Sent>();
     let collector = tokio::spawn(collect(rx, stats.clone(), job.pad.len() as u64));
+    // One value buffer, restamped before each send: send_ref copies it into the batch.
+    let mut value = job.pad.to_vec();
+    let clock = Clock::new();
+    let mut open: Option<Sent> = None;
+    let mut last_len = 64;
     for j in 0..job.messages {
-        let origin = match job.interval {
+        let sent_at = match job.interval {
             Some(iv) => {
                 let intended = job.start + iv.mul_f64(j as f64);
                 // The timer ticks in milliseconds: messages due within the
@@ -207,13 +221,43 @@ async fn send_loop(producer: Producer, job: SendJob, stats: Arc<Stats>) -> anyho
                 if intended > now + Duration::from_millis(1) {
                     tokio::time::sleep_until(intended - Duration::from_millis(1)).await;
                 }
-                intended.min(Instant::now())
+                let now = Instant::now();
+                (intended.min(now), now)
             }
-            None => Instant::now(),
+            None => {
+                let now = Instant::now();
+                (now, now)
+            }
         };
-        let record = ProducerRecord::new(job.topic.clone()).value(value(&job.pad));
-        let delivery = producer.send(record).await?;
-        if tx.send((origin, delivery)).is_err() {
+        let (origin, now) = sent_at;
+        // The record's create time comes from the same clock reading, so the
+        // producer does not read the clock again.
+        let ns = clock.ns(now);
+        if value.len() >= 16 {
+            value[..8].copy_from_slice(MARKER);
+            value[8..16].copy_from_slice(&ns.to_be_bytes());
+        }
+        let record = RecordRef::new(&job.topic)
+            .value(&value)
+            .timestamp((ns / 1_000_000) as i64);
+        let delivery = producer.send_ref(record).await?;
+        match &mut open {
+            Some(s) if s.delivery.same_batch(&delivery) => s.origins.push(origin),
+            _ => {
+                if let Some(s) = open.take() {
+                    last_len = s.origins.len();
+                    if tx.send(s).is_err() {
+                        bail!("latency collector stopped");
+                    }
+                }
+                let mut origins = Vec::with_capacity(last_len);
+                origins.push(origin);
+                open = Some(Sent { delivery, origins });
+            }
+        }
+    }
+    if let Some(s) = open {
+        if tx.send(s).is_err() {
             bail!("latency collector stopped");
         }
     }
@@ -224,40 +268,48 @@ async fn send_loop(producer: Producer, job: SendJob, stats: Arc<Stats>) -> anyho
     Ok(())
 }
 
-/// A value of the pad's size, stamped with the marker and the send time.
-fn value(pad: &Bytes) -> Bytes {
-    if pad.len() < 16 {
-        return pad.clone();
-    }
-    let mut v = BytesMut::with_capacity(pad.len());
-    v.put_slice(MARKER);
-    v.put_u64(now_ns());
-    v.put_slice(&pad[16..]);
-    v.freeze()
+/// Wall-clock nanoseconds for an `Instant`, from one reading of both clocks,
+/// so stamping a value costs no second clock read.
+struct Clock {
+    at: Instant,
+    ns: u64,
 }
 
-async fn collect(
-    mut rx: mpsc::UnboundedReceiver<(Instant, DeliveryFuture)>,
-    stats: Arc<Stats>,
-    size: u64,
-) {
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            at: Instant::now(),
+            ns: now_ns(),
+        }
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        self.ns + t.saturating_duration_since(self.at).as_nanos() as u64
+    }
+}
+
+async fn collect(mut rx: mpsc::UnboundedReceiver<Sent>, stats: Arc<Stats>, size: u64) {
     let mut acks = FuturesUnordered::new();
     let mut local = histogram();
     let mut open = true;
     loop {
         tokio::select! {
             biased;
-            Some((origin, result)) = acks.next(), if !acks.is_empty() => {
-                let origin: Instant = origin;
+            Some((origins, result)) = acks.next(), if !acks.is_empty() => {
+                let origins: Vec<Instant> = origins;
+                let n = origins.len() as u64;
                 match result {
                     Ok(_) => {
-                        let us = origin.elapsed().as_micros() as u64;
-                        local.saturating_record(us.max(1));
-                        stats.messages.fetch_add(1, Ordering::Relaxed);
-                        stats.bytes.fetch_add(size, Ordering::Relaxed);
+                        let now = Instant::now();
+                        for origin in origins {
+                            let us = now.saturating_duration_since(origin).as_micros() as u64;
+                            local.saturating_record(us.max(1));
+                        }
+                        stats.messages.fetch_add(n, Ordering::Relaxed);
+                        stats.bytes.fetch_add(n * size, Ordering::Relaxed);
                     }
                     Err(e) => {
-                        if stats.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        if stats.errors.fetch_add(n, Ordering::Relaxed) == 0 {
                             eprintln!("strom bench: first send error: {e}");
                         }
                     }
@@ -267,7 +319,9 @@ async fn collect(
                 }
             }
             msg = rx.recv(), if open => match msg {
-                Some((origin, fut)) => acks.push(async move { (origin, fut.await) }),
+                Some(Sent { delivery, origins }) => {
+                    acks.push(async move { (origins, delivery.await) })
+                }
                 None => open = false,
             },
             else => break,

@@ -1,9 +1,9 @@
 //! Record batch compression in pure Rust, so the client has no C dependencies.
 //!
 //! kafka-protocol's own codecs (its `gzip` / `lz4` / `snappy` / `zstd` features)
-//! link lz4 and zstd from C, so the client turns those features off and hands
-//! [`compressor`] and [`decompress`] to `RecordBatchEncoder` /
-//! `RecordBatchDecoder` instead. The wire formats are the ones the Java client
+//! link lz4 and zstd from C, so the client turns those features off: the
+//! producer's batch builder calls [`compress`], and [`decompress`] is handed
+//! to `RecordBatchDecoder`. The wire formats are the ones the Java client
 //! and librdkafka use:
 //!
 //! - gzip: a gzip stream (`flate2` on `miniz_oxide`); concatenated members are
@@ -40,10 +40,13 @@ const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_BLOCK: usize = 32 * 1024;
 
 /// The signature `RecordBatchEncoder::encode_with_custom_compression` wants.
+#[cfg(test)]
 pub(crate) type CompressFn = fn(&mut BytesMut, &mut BytesMut, Compression) -> Result<()>;
 
 /// The compressor to give `RecordBatchEncoder::encode_with_custom_compression`:
 /// `None` for uncompressed batches, which the encoder then writes in place.
+/// (The tests compare our codecs with kafka-protocol's through its encoder.)
+#[cfg(test)]
 pub(crate) fn compressor(compression: crate::Compression) -> Option<CompressFn> {
     (compression != crate::Compression::None).then_some(compress as CompressFn)
 }

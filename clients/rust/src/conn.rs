@@ -274,7 +274,10 @@ impl Connection {
 
     fn encode<R: Request>(&self, req: &R, version: i16) -> Result<(i32, Bytes)> {
         let correlation = self.correlation.fetch_add(1, Ordering::Relaxed);
-        let mut buf = BytesMut::with_capacity(64);
+        // Sized up front: a Produce request carries whole record batches, and
+        // growing the frame by doubling copied each one several times.
+        let body = req.compute_size(version).unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(64 + body);
         buf.extend_from_slice(&[0; 4]);
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)

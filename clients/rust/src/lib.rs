@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Requests are encoded and responses decoded with the `kafka-protocol` crate;
-//! record batches (v2, with gzip / snappy / lz4 / zstd) with its
-//! `RecordBatchEncoder` / `RecordBatchDecoder`.
+//! record batches (v2, with gzip / snappy / lz4 / zstd) are read with its
+//! `RecordBatchDecoder` and written by the producer's own in-place builder.
 //!
 //! ```no_run
 //! use strom_client::{Admin, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset,
@@ -39,14 +39,18 @@
 //! # }
 //! ```
 //!
-//! Record headers are kept in order, but the codec stores them in a map, so a
-//! header key repeated within one record keeps only its last value.
+//! The producer encodes record batches itself (`batch.rs`), keeping every
+//! header in order. The consumer decodes with kafka-protocol, which stores a
+//! record's headers in a map, so a header key repeated within one record keeps
+//! only its last value when read back.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accumulator;
 mod admin;
 mod assignor;
+mod batch;
 mod cluster;
 mod compression;
 mod conn;
@@ -69,5 +73,5 @@ pub use offsets::{OffsetAndTimestamp, EARLIEST, LATEST};
 pub use partitioner::{murmur2, partition_for_key};
 pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
 pub use record::{
-    Compression, ConsumerRecord, Header, ProducerRecord, RecordMetadata, TopicPartition,
+    Compression, ConsumerRecord, Header, ProducerRecord, RecordMetadata, RecordRef, TopicPartition,
 };

@@ -2,44 +2,48 @@
 //! sends the batches, retries what may succeed, and resolves each record's future.
 //!
 //! ```text
-//! send() ──mpsc──► producer task ──(per partition: VecDeque<Batch>)──► ready batches
-//!                     ▲                                                   │ grouped by leader
-//!                     └──── completions (offsets / errors) ◄── spawned request tasks
+//! send() ──lock──► Accumulator (per partition: open batch, records encoded in place)
+//!                     │ full / lingered / flushing batches
+//!                     ▼
+//!               producer task ──(per partition: VecDeque<Batch>)──► Produce requests
+//!                     ▲                                              │ grouped by leader
+//!                     └──── completions (base offset / error) ◄── spawned request tasks
 //! ```
 //!
-//! Up to `max_in_flight` batches of a partition are in flight at once. Their
-//! requests are queued on the leader's connection by this one task, in batch
-//! order, and a connection is answered in order, so the broker appends them in
-//! order. A batch that fails retriably goes back into the queue in its place
-//! (batches are numbered); with idempotence, the later batches the broker then
-//! refuses as out of sequence are retried behind it. Without idempotence a
-//! retry can reorder a partition, as in Kafka's producer.
+//! `send` does the per-record work itself (see `accumulator.rs`); the task
+//! only moves whole batches. Up to `max_in_flight` batches of a partition are
+//! in flight at once. Their requests are queued on the leader's connection by
+//! this one task, in batch order, and a connection is answered in order, so
+//! the broker appends them in order. A batch that fails retriably goes back
+//! into the queue in its place (batches are numbered); with idempotence, the
+//! later batches the broker then refuses as out of sequence are retried behind
+//! it. Without idempotence a retry can reorder a partition, as in Kafka's
+//! producer.
 
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+pub use crate::accumulator::DeliveryFuture;
+use crate::accumulator::{
+    unknown_partition, Accumulator, Appended, Batch, FxBuild, Limits, Outgoing,
+};
+use crate::batch::ProducerIds;
 use crate::cluster::{ClientConfig, Cluster};
 use crate::conn::PendingCall;
 use crate::error::{Error, Result};
-use crate::partitioner::partition_for_key;
-use crate::record::{Compression, ProducerRecord, RecordMetadata, TopicPartition};
+use crate::record::{Compression, ProducerRecord, RecordMetadata, RecordRef, TopicPartition};
 
 /// How many acknowledgements a produce waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,7 +85,8 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// Times a batch is retried after a retriable error.
     pub retries: u32,
-    /// Records accepted by `send` but not yet batched; `send` waits when full.
+    /// Records accepted by `send` but not yet handed to a Produce request;
+    /// `send` waits while this many are.
     pub queue_capacity: usize,
     /// Idempotent delivery (producer id + sequences). Needs `acks = All`; it is
     /// turned off with a warning otherwise, or when the broker lacks InitProducerId.
@@ -114,29 +119,12 @@ impl ProducerConfig {
     }
 }
 
-type Reply = oneshot::Sender<Result<RecordMetadata>>;
-
-enum Cmd {
-    Send(ProducerRecord, Reply),
-    Flush(oneshot::Sender<()>),
-}
-
-/// The future of one sent record: where it landed, once the broker acknowledged it.
-pub struct DeliveryFuture(oneshot::Receiver<Result<RecordMetadata>>);
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed)))
-    }
-}
-
 /// An async producer. Cheap to share behind an `Arc`; `send` may be called
 /// from many tasks.
 pub struct Producer {
-    tx: mpsc::Sender<Cmd>,
+    acc: Arc<Accumulator>,
+    cluster: Arc<Cluster>,
+    queue_capacity: usize,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
     producer_id: Option<(i64, i16)>,
 }
@@ -171,38 +159,97 @@ impl Producer {
             );
             producer_id = Some((resp.producer_id.0, resp.producer_epoch));
         }
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let acc = Arc::new(Accumulator::new(Limits {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            queue_capacity: config.queue_capacity,
+        }));
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let queue_capacity = config.queue_capacity;
         let task = ProducerTask {
-            cluster,
+            cluster: cluster.clone(),
             config,
             producer_id,
-            rx,
+            acc: acc.clone(),
             done_tx,
             done_rx,
-            parts: HashMap::new(),
-            sticky: HashMap::new(),
+            parts: HashMap::default(),
             in_flight: 0,
-            flush_waiters: Vec::new(),
-            closing: false,
-            rr: 0,
         };
         Ok(Producer {
-            tx,
+            acc,
+            cluster,
+            queue_capacity,
             task: std::sync::Mutex::new(Some(tokio::spawn(task.run()))),
             producer_id,
         })
     }
 
     /// Queues `record` and returns the future of its delivery. Waits only when
-    /// `queue_capacity` records are already queued.
+    /// `queue_capacity` records are already waiting to be sent.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Send(record, tx))
-            .await
-            .map_err(|_| Error::Closed)?;
-        Ok(DeliveryFuture(rx))
+        self.append(Outgoing {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_deref())),
+            timestamp: record.timestamp,
+        })
+        .await
+    }
+
+    /// Like [`send`](Self::send), for a record whose bytes the caller keeps:
+    /// they are copied into the partition's batch, and nothing is allocated
+    /// per record. Waits only when `queue_capacity` records are already
+    /// waiting to be sent (or the topic's metadata is not known yet).
+    pub async fn send_ref(&self, record: RecordRef<'_>) -> Result<DeliveryFuture> {
+        self.append(Outgoing {
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.headers.iter().copied(),
+            timestamp: record.timestamp,
+        })
+        .await
+    }
+
+    async fn append<'a, H>(&self, rec: Outgoing<'a, H>) -> Result<DeliveryFuture>
+    where
+        H: Iterator<Item = (&'a str, Option<&'a [u8]>)> + Clone,
+    {
+        let mut looked_up = false;
+        loop {
+            match self.acc.try_append(&rec) {
+                Appended::Queued(f) => return Ok(f),
+                Appended::Failed(Error::Closed) => return Err(Error::Closed),
+                Appended::Failed(e) => return Ok(DeliveryFuture::failed(e)),
+                Appended::Full => {
+                    let room = self.acc.space.notified();
+                    tokio::pin!(room);
+                    room.as_mut().enable();
+                    if self.acc.unsent() >= self.queue_capacity && !self.acc.is_closed() {
+                        room.await;
+                    }
+                }
+                Appended::NeedMetadata if looked_up => {
+                    let n = self.acc.partitions(rec.topic).unwrap_or(0);
+                    let p = rec.partition.unwrap_or(-1);
+                    return Ok(DeliveryFuture::failed(unknown_partition(rec.topic, p, n)));
+                }
+                Appended::NeedMetadata => {
+                    looked_up = true;
+                    match self.cluster.topic(rec.topic, true).await {
+                        Ok(t) => self.acc.set_partitions(rec.topic, t.partitions.len()),
+                        Err(e) => return Ok(DeliveryFuture::failed(e)),
+                    }
+                }
+            }
+        }
     }
 
     /// Sends one record and waits for its acknowledgement.
@@ -213,10 +260,7 @@ impl Producer {
     /// Sends every queued record now and waits until all are acknowledged or failed.
     pub async fn flush(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Flush(tx))
-            .await
-            .map_err(|_| Error::Closed)?;
+        self.acc.add_flush(tx)?;
         rx.await.map_err(|_| Error::Closed)
     }
 
@@ -228,8 +272,8 @@ impl Producer {
     /// Flushes, then stops the background task. Later sends fail with [`Error::Closed`].
     pub async fn close(self) -> Result<()> {
         let flushed = self.flush().await;
+        self.acc.close();
         let handle = self.task.lock().expect("task lock").take();
-        drop(self.tx);
         if let Some(h) = handle {
             h.await
                 .map_err(|e| Error::Protocol(format!("producer task: {e}")))?;
@@ -238,19 +282,15 @@ impl Producer {
     }
 }
 
-struct Batch {
-    records: Vec<Record>,
-    replies: Vec<Reply>,
-    bytes: usize,
-    created: Instant,
-    /// Set at the first send; retries resend the same bytes (same sequences).
-    encoded: Option<Bytes>,
-    attempts: u32,
-    base_seq: i32,
-    /// Creation order within the partition; retries go back in this order.
-    id: u64,
+impl Drop for Producer {
+    /// The task sends what is queued, then stops.
+    fn drop(&mut self) {
+        self.acc.close();
+    }
 }
 
+/// The producer task's side of a partition: batches taken from the
+/// accumulator, in order, and what is in flight.
 #[derive(Default)]
 struct PartState {
     queue: VecDeque<Batch>,
@@ -270,6 +310,10 @@ impl PartState {
             .unwrap_or(self.queue.len());
         self.queue.insert(at, batch);
     }
+
+    fn backing_off(&self, now: Instant) -> bool {
+        self.backoff_until.is_some_and(|t| t > now)
+    }
 }
 
 struct Done {
@@ -282,174 +326,92 @@ struct ProducerTask {
     cluster: Arc<Cluster>,
     config: ProducerConfig,
     producer_id: Option<(i64, i16)>,
-    rx: mpsc::Receiver<Cmd>,
+    acc: Arc<Accumulator>,
     done_tx: mpsc::UnboundedSender<Vec<Done>>,
     done_rx: mpsc::UnboundedReceiver<Vec<Done>>,
-    parts: HashMap<TopicPartition, PartState>,
-    /// Keyless records go to one partition per topic until its batch fills.
-    sticky: HashMap<String, i32>,
+    /// Topic -> partition index -> state.
+    parts: HashMap<String, Vec<PartState>, FxBuild>,
     in_flight: usize,
-    flush_waiters: Vec<oneshot::Sender<()>>,
-    closing: bool,
-    rr: u32,
 }
 
 impl ProducerTask {
     async fn run(mut self) {
         loop {
-            let wake = self.next_wakeup();
-            tokio::select! {
-                cmd = self.rx.recv(), if !self.closing => match cmd {
-                    Some(Cmd::Send(rec, reply)) => self.append(rec, reply).await,
-                    Some(Cmd::Flush(w)) => self.flush_waiters.push(w),
-                    None => self.closing = true,
-                },
-                Some(done) = self.done_rx.recv() => self.complete(done),
-                _ = sleep_until(wake) => {}
+            let now = Instant::now();
+            let draining = self.acc.draining();
+            let drained = {
+                let max = self.config.max_in_flight;
+                let (parts, in_flight) = (&self.parts, self.in_flight);
+                self.acc.drain(now, draining, |topic, p| {
+                    in_flight < max
+                        && parts
+                            .get(topic)
+                            .and_then(|ps| ps.get(p as usize))
+                            .is_none_or(|s| {
+                                s.queue.is_empty() && s.in_flight < max && !s.backing_off(now)
+                            })
+                })
+            };
+            for (tp, mut batch) in drained.batches {
+                let part = self.part_mut(&tp);
+                part.next_id += 1;
+                batch.id = part.next_id;
+                part.queue.push_back(batch);
             }
             self.dispatch().await;
             if self.idle() {
-                for w in self.flush_waiters.drain(..) {
-                    let _ = w.send(());
-                }
-                if self.closing {
+                self.acc.finish_flushes();
+                if self.acc.is_closed() && self.acc.unsent() == 0 {
                     debug!("producer task done");
                     return;
                 }
             }
+            let wake = match (drained.next_linger, self.next_backoff()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                _ = self.acc.wake_task.notified() => {}
+                Some(done) = self.done_rx.recv() => self.complete(done),
+                _ = sleep_until(wake) => {}
+            }
         }
+    }
+
+    fn part_mut(&mut self, tp: &TopicPartition) -> &mut PartState {
+        if !self.parts.contains_key(&tp.topic) {
+            self.parts.insert(tp.topic.clone(), Vec::new());
+        }
+        let ps = self.parts.get_mut(&tp.topic).expect("just inserted");
+        let i = tp.partition as usize;
+        if ps.len() <= i {
+            ps.resize_with(i + 1, PartState::default);
+        }
+        &mut ps[i]
     }
 
     fn idle(&self) -> bool {
-        self.in_flight == 0 && self.parts.values().all(|p| p.queue.is_empty())
+        self.in_flight == 0
+            && self.acc.unsent() == 0
+            && self
+                .parts
+                .values()
+                .all(|ps| ps.iter().all(|p| p.queue.is_empty()))
     }
 
-    fn draining(&self) -> bool {
-        self.closing || !self.flush_waiters.is_empty()
-    }
-
-    fn next_wakeup(&self) -> Option<Instant> {
-        let mut wake: Option<Instant> = None;
-        for p in self.parts.values() {
-            if p.in_flight >= self.config.max_in_flight {
-                continue;
-            }
-            let Some(first) = p.queue.front() else {
-                continue;
-            };
-            let t = p
-                .backoff_until
-                .unwrap_or(first.created + self.config.linger);
-            wake = Some(wake.map_or(t, |w| w.min(t)));
+    /// When the earliest backoff of a partition with batches to send ends.
+    /// Everything else that can go has been sent; completions and the
+    /// accumulator wake the task for the rest.
+    fn next_backoff(&self) -> Option<Instant> {
+        if self.in_flight >= self.config.max_in_flight {
+            return None;
         }
-        wake
-    }
-
-    async fn append(&mut self, rec: ProducerRecord, reply: Reply) {
-        let topic = match self.cluster.topic(&rec.topic, true).await {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
-        let n = topic.partitions.len() as i32;
-        let partition = match (rec.partition, &rec.key) {
-            (Some(p), _) if (0..n).contains(&p) => p,
-            (Some(p), _) => {
-                let _ = reply.send(Err(Error::kafka(
-                    3,
-                    format!("partition {p} of topic {} ({n} partitions)", rec.topic),
-                    None,
-                )));
-                return;
-            }
-            (None, Some(key)) => partition_for_key(key, n),
-            (None, None) => match self.sticky.get(&rec.topic) {
-                Some(&p) if p < n => p,
-                _ => {
-                    self.rr = self.rr.wrapping_add(1);
-                    let p = (self.rr % n as u32) as i32;
-                    self.sticky.insert(rec.topic.clone(), p);
-                    p
-                }
-            },
-        };
-        let size = rec.key.as_ref().map_or(0, |k| k.len())
-            + rec.value.as_ref().map_or(0, |v| v.len())
-            + rec
-                .headers
-                .iter()
-                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>()
-            + 16;
-        let timestamp = rec.timestamp.unwrap_or_else(now_ms);
-        let mut headers = IndexMap::new();
-        for (k, v) in rec.headers {
-            headers.insert(StrBytes::from_string(k), v);
-        }
-        let tp = TopicPartition::new(rec.topic, partition);
-        let batch_size = self.config.batch_size;
-        let part = self.parts.entry(tp.clone()).or_default();
-        let open = part
-            .queue
-            .back()
-            .is_some_and(|b| b.encoded.is_none() && b.bytes + size <= batch_size);
-        if !open {
-            part.next_id += 1;
-            // Sized for a full batch of records like this one: growing the
-            // vectors record by record showed up as malloc + memmove in profiles.
-            let expect = (batch_size / size).clamp(1, 4096);
-            part.queue.push_back(Batch {
-                id: part.next_id,
-                records: Vec::with_capacity(expect),
-                replies: Vec::with_capacity(expect),
-                bytes: 0,
-                created: Instant::now(),
-                encoded: None,
-                attempts: 0,
-                base_seq: -1,
-            });
-        }
-        let batch = part.queue.back_mut().expect("a batch");
-        let offset = batch.records.len() as i64;
-        batch.records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: -1,
-            timestamp,
-            key: rec.key,
-            value: rec.value,
-            headers,
-        });
-        batch.replies.push(reply);
-        batch.bytes += size;
-        if batch.bytes + size > batch_size && rec.partition.is_none() {
-            // The sticky partition's batch is (about) full: move keyless records on.
-            if self.sticky.get(&tp.topic) == Some(&tp.partition) {
-                self.sticky.remove(&tp.topic);
-            }
-        }
-    }
-
-    fn ready(&self, p: &PartState, now: Instant) -> bool {
-        if p.in_flight >= self.config.max_in_flight || p.backoff_until.is_some_and(|t| t > now) {
-            return false;
-        }
-        let Some(first) = p.queue.front() else {
-            return false;
-        };
-        self.draining()
-            || p.queue.len() > 1
-            || first.encoded.is_some()
-            || first.bytes >= self.config.batch_size
-            || first.created + self.config.linger <= now
+        self.parts
+            .values()
+            .flatten()
+            .filter(|p| !p.queue.is_empty() && p.in_flight < self.config.max_in_flight)
+            .filter_map(|p| p.backoff_until)
+            .min()
     }
 
     /// Sends what is ready, in rounds of at most one batch per partition (a
@@ -461,42 +423,54 @@ impl ProducerTask {
 
     /// One round; whether anything was sent.
     async fn dispatch_round(&mut self) -> bool {
+        if self.in_flight >= self.config.max_in_flight {
+            return false;
+        }
         let now = Instant::now();
-        let mut ready: Vec<TopicPartition> = self
-            .parts
-            .iter()
-            .filter(|(_, p)| self.ready(p, now))
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if ready.is_empty() || self.in_flight >= self.config.max_in_flight {
+        let max = self.config.max_in_flight;
+        let mut ready: Vec<TopicPartition> = Vec::new();
+        for (topic, ps) in &self.parts {
+            for (p, s) in ps.iter().enumerate() {
+                if !s.queue.is_empty() && s.in_flight < max && !s.backing_off(now) {
+                    ready.push(TopicPartition::new(topic, p as i32));
+                }
+            }
+        }
+        if ready.is_empty() {
             return false;
         }
         ready.sort();
         let mut by_leader: HashMap<i32, Vec<(TopicPartition, Batch)>> = HashMap::new();
         for tp in ready {
             let leader = match self.cluster.topic(&tp.topic, true).await {
-                Ok(t) => t
-                    .partitions
-                    .get(tp.partition as usize)
-                    .map_or(-1, |p| p.leader),
+                Ok(t) => {
+                    self.acc.set_partitions(&tp.topic, t.partitions.len());
+                    t.partitions
+                        .get(tp.partition as usize)
+                        .map_or(-1, |p| p.leader)
+                }
                 Err(e) => {
                     debug!(topic = %tp.topic, cause = %e, "no metadata for ready batch");
                     -1
                 }
             };
+            let producer_id = self.producer_id;
+            let backoff = self.config.client.retry_backoff;
+            let part = self.part_mut(&tp);
             if leader < 0 {
-                let part = self.parts.get_mut(&tp).expect("partition state");
-                part.backoff_until = Some(now + self.config.client.retry_backoff);
+                part.backoff_until = Some(now + backoff);
                 self.cluster.invalidate(&tp.topic);
                 continue;
             }
-            let part = self.parts.get_mut(&tp).expect("partition state");
             let mut batch = part.queue.pop_front().expect("ready batch");
             part.in_flight += 1;
             part.backoff_until = None;
-            if batch.encoded.is_none() && self.producer_id.is_some() {
-                batch.base_seq = part.next_seq;
-                part.next_seq = part.next_seq.wrapping_add(batch.records.len() as i32);
+            if batch.encoded.is_none() {
+                if producer_id.is_some() {
+                    batch.base_seq = part.next_seq;
+                    part.next_seq = part.next_seq.wrapping_add(batch.records);
+                }
+                self.acc.sent(batch.records as usize);
             }
             by_leader.entry(leader).or_default().push((tp, batch));
         }
@@ -527,13 +501,15 @@ impl ProducerTask {
 
     fn complete(&mut self, done: Vec<Done>) {
         self.in_flight -= 1;
+        let (retries, backoff) = (self.config.retries, self.config.client.retry_backoff);
+        let idempotent = self.producer_id.is_some();
         for Done {
             tp,
             mut batch,
             result,
         } in done
         {
-            let part = self.parts.get_mut(&tp).expect("partition state");
+            let part = self.part_mut(&tp);
             part.in_flight -= 1;
             // OUT_OF_ORDER_SEQUENCE_NUMBER behind an earlier batch that is
             // being retried: this one follows it.
@@ -542,39 +518,30 @@ impl ProducerTask {
             };
             match result {
                 Ok(base) => {
-                    for (i, reply) in batch.replies.drain(..).enumerate() {
-                        let offset = if base < 0 { -1 } else { base + i as i64 };
-                        let _ = reply.send(Ok(RecordMetadata {
-                            partition: tp.partition,
-                            offset,
-                        }));
+                    batch.done.complete(Ok(base));
+                    if let Some(bytes) = batch.encoded.take() {
+                        self.acc.recycle(bytes);
                     }
                 }
-                Err(e)
-                    if (e.is_retriable() || behind_retry(&e))
-                        && batch.attempts < self.config.retries =>
-                {
+                Err(e) if (e.is_retriable() || behind_retry(&e)) && batch.attempts < retries => {
                     batch.attempts += 1;
                     warn!(partition = %tp, attempt = batch.attempts, cause = %e, "produce failed; retrying");
+                    part.backoff_until = Some(Instant::now() + backoff * batch.attempts);
+                    part.requeue(batch);
                     if e.needs_metadata_refresh() {
                         self.cluster.invalidate(&tp.topic);
                     }
-                    part.backoff_until =
-                        Some(Instant::now() + self.config.client.retry_backoff * batch.attempts);
-                    part.requeue(batch);
                 }
                 Err(e) => {
-                    warn!(partition = %tp, cause = %e, records = batch.replies.len(), "produce failed");
-                    if self.producer_id.is_some() && e.code().is_some() {
+                    warn!(partition = %tp, cause = %e, records = batch.records, "produce failed");
+                    if idempotent && e.code().is_some() {
                         // The broker refused the batch, so its sequences are free again.
                         // Later batches in flight fail as out of sequence in turn.
                         if batch.base_seq >= 0 && batch.base_seq < part.next_seq {
                             part.next_seq = batch.base_seq;
                         }
                     }
-                    for reply in batch.replies.drain(..) {
-                        let _ = reply.send(Err(clone_error(&e)));
-                    }
+                    batch.done.complete(Err(e));
                 }
             }
         }
@@ -719,30 +686,18 @@ impl SendCtx {
     }
 
     fn encode(&self, batch: &mut Batch) -> Result<Bytes> {
-        let (pid, epoch) = self.producer_id.unwrap_or((-1, -1));
-        for r in batch.records.iter_mut() {
-            r.producer_id = pid;
-            r.producer_epoch = epoch;
-            // The encoder derives the base sequence as (first sequence - first offset)
-            // and keeps records together only while offset - sequence is constant.
-            r.sequence = if pid >= 0 {
-                batch.base_seq.wrapping_add(r.offset as i32)
-            } else {
-                (r.offset as i32).wrapping_sub(1)
-            };
-        }
-        let mut buf = BytesMut::with_capacity(batch.bytes + 128);
-        RecordBatchEncoder::encode_with_custom_compression(
-            &mut buf,
-            batch.records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: self.compression.to_protocol(),
+        let builder = batch.builder.take().ok_or_else(|| {
+            Error::Protocol("record batch lost its records after a failed encode".into())
+        })?;
+        let ids = match self.producer_id {
+            Some((producer_id, epoch)) => ProducerIds {
+                producer_id,
+                epoch,
+                base_sequence: batch.base_seq,
             },
-            crate::compression::compressor(self.compression),
-        )
-        .map_err(|e| Error::Protocol(format!("encode record batch: {e}")))?;
-        Ok(buf.freeze())
+            None => ProducerIds::NONE,
+        };
+        builder.seal(ids, self.compression)
     }
 }
 

@@ -113,6 +113,60 @@ impl ProducerRecord {
     }
 }
 
+/// A record to send whose bytes are borrowed from the caller.
+/// [`Producer::send_ref`](crate::Producer::send_ref) copies them straight
+/// into the partition's batch, so sending one allocates nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRef<'a> {
+    /// Topic to send to.
+    pub topic: &'a str,
+    /// Explicit partition; `None` lets the partitioner choose.
+    pub partition: Option<i32>,
+    /// Key (hashed by the default partitioner).
+    pub key: Option<&'a [u8]>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Headers, in order (repeated keys are kept).
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Create time in ms since the epoch; `None` = now.
+    pub timestamp: Option<i64>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// A record for `topic` with no key, value or headers yet.
+    pub fn new(topic: &'a str) -> RecordRef<'a> {
+        RecordRef {
+            topic,
+            ..Default::default()
+        }
+    }
+    /// Sets the key.
+    pub fn key(mut self, key: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.key = Some(key.as_ref());
+        self
+    }
+    /// Sets the value.
+    pub fn value(mut self, value: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
+        self.value = Some(value.as_ref());
+        self
+    }
+    /// Sets the headers.
+    pub fn headers(mut self, headers: &'a [(&'a str, Option<&'a [u8]>)]) -> Self {
+        self.headers = headers;
+        self
+    }
+    /// Pins the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+    /// Sets the create time (ms since the epoch).
+    pub fn timestamp(mut self, ms: i64) -> Self {
+        self.timestamp = Some(ms);
+        self
+    }
+}
+
 /// Where a sent record landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordMetadata {
