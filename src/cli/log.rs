@@ -197,8 +197,11 @@ fn batch_json(
 
 fn decode_records(batch: &[u8]) -> Result<Vec<serde_json::Value>, String> {
     let mut bytes = Bytes::copy_from_slice(batch);
-    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    let set = kafka_protocol::records::RecordBatchDecoder::decode_with_custom_compression(
+        &mut bytes,
+        Some(strom_client::decompress_records),
+    )
+    .map_err(|e| e.to_string())?;
     let text = |b: &Option<Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
     Ok(set
         .records

@@ -154,19 +154,26 @@ def record_batch(values, base_timestamp=None, keys=None):
 
     Layout per DESIGN.md section 4 (61-byte header).
     """
-    if base_timestamp is None:
-        base_timestamp = int(time.time() * 1000)
     keys = keys or [None] * len(values)
     records = b"".join(record(i, 0, k, v) for i, (k, v) in enumerate(zip(keys, values)))
+    return batch_of_records(records, len(values), base_timestamp=base_timestamp)
+
+
+def batch_of_records(records, count, attributes=0, base_timestamp=None):
+    """A magic-2 batch around an already encoded (maybe compressed) records
+    section claiming `count` records, with a correct CRC-32C. attributes:
+    the codec in bits 0-2 (1 gzip, 2 snappy, 3 lz4, 4 zstd)."""
+    if base_timestamp is None:
+        base_timestamp = int(time.time() * 1000)
     after_crc = (
-        i16(0)  # attributes: no compression, create time
-        + i32(len(values) - 1)  # lastOffsetDelta
+        i16(attributes)
+        + i32(count - 1)  # lastOffsetDelta
         + i64(base_timestamp)
         + i64(base_timestamp)  # maxTimestamp
         + i64(-1)  # producerId
         + i16(-1)  # producerEpoch
         + i32(-1)  # baseSequence
-        + i32(len(values))
+        + i32(count)
         + records
     )
     crc = crc32c(after_crc)

@@ -290,10 +290,11 @@ class Broker:
         pat = re.compile(re.escape(topic) + r"-\d+")
         return sorted(d for d in os.listdir(self.data_dir) if pat.fullmatch(d))
 
-    def rss_kib(self):
-        """Resident memory of the broker process (from /proc), in KiB."""
+    def rss_kib(self, field="VmRSS"):
+        """Resident memory of the broker process (from /proc), in KiB;
+        field="VmHWM" gives the peak since it started."""
         with open(f"/proc/{self.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0

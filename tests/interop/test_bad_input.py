@@ -321,6 +321,32 @@ def test_produce_with_inconsistent_record_count_is_rejected(broker, healthy, top
     healthy.check()
 
 
+def test_list_offsets_by_time_does_not_inflate_a_zstd_bomb(broker, healthy, topic):
+    """A batch whose records section is 1 GiB of zeros squeezed by zstd into
+    ~40 KB is stored as sent (the broker does not look inside batches on
+    produce). A ListOffsets by timestamp must look inside; it stops at 64 MiB
+    of output and answers with the batch's own offset, and the broker's
+    memory does not grow by the gigabyte."""
+    import zstandard
+
+    create_topic(broker.bootstrap, topic)
+    squeeze = zstandard.ZstdCompressor(level=3).compressobj()
+    zeros = bytes(1 << 20)
+    bomb = b"".join(squeeze.compress(zeros) for _ in range(1024)) + squeeze.flush()
+    assert len(bomb) < 1 << 20
+    ts = 1_700_000_000_000
+    batch = kw.batch_of_records(bomb, count=1, attributes=4, base_timestamp=ts)
+    _, _, err, base = _produce(healthy.conn, topic, batch)
+    assert (err, base) == (0, 0)
+    peak_before = broker.rss_kib("VmHWM")
+    answer = healthy.conn.roundtrip(kw.list_offsets_request_v1, topic, 0, ts)
+    ((_, _, err, offset),) = kw.parse_list_offsets_v1(answer)
+    assert (err, offset) == (0, 0)
+    grown_mib = (broker.rss_kib("VmHWM") - peak_before) / 1024
+    assert grown_mib < 256, f"peak RSS grew by {grown_mib:.0f} MiB"
+    healthy.check()
+
+
 def test_produce_to_unknown_partition_gets_unknown_topic_or_partition(broker, healthy, topic):
     create_topic(broker.bootstrap, topic, partitions=2)
     name, p, err, _ = _produce(healthy.conn, topic, kw.record_batch([b"x"]), partition=7)

@@ -102,7 +102,9 @@ pub(crate) fn compress(
 
 /// The decompressor to give `RecordBatchDecoder::decode_with_custom_compression`:
 /// the records of a batch, decompressed, capped at [`MAX_DECOMPRESSED_BATCH`].
-pub(crate) fn decompress(records: &mut Bytes, compression: Compression) -> Result<Bytes> {
+/// Public (as `strom_client::decompress_records`) so the broker and the CLI
+/// decode with the same capped, pure-Rust codecs.
+pub fn decompress(records: &mut Bytes, compression: Compression) -> Result<Bytes> {
     decompress_limited(std::mem::take(records), compression, MAX_DECOMPRESSED_BATCH)
 }
 

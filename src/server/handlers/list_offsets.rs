@@ -8,6 +8,7 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{respond, CloseReason, Reply};
 use kafka_protocol::records::RecordBatchDecoder;
+use strom_client::decompress_records;
 use tracing::debug;
 
 use crate::broker::{BrokerError, Partition};
@@ -86,11 +87,14 @@ fn first_record_at_or_after(
     ts: i64,
 ) -> Option<(i64, i64)> {
     let mut batch = partition.read(batch_offset, 1).ok()?.records;
-    let records = RecordBatchDecoder::decode(&mut batch)
-        .inspect_err(
-            |e| debug!(batch_offset, cause = %e, "cannot decode batch for a timestamp lookup"),
-        )
-        .ok()?;
+    // Capped: a batch that inflates past 64 MiB is not decoded (the answer
+    // falls back to the batch's own offset and max timestamp).
+    let records =
+        RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress_records))
+            .inspect_err(
+                |e| debug!(batch_offset, cause = %e, "cannot decode batch for a timestamp lookup"),
+            )
+            .ok()?;
     records
         .records
         .iter()
