@@ -66,12 +66,12 @@ pub use admin::{
     MemberDescription, NewTopic, SEGMENT_COUNT_TAG,
 };
 pub use assignor::Assignor;
+pub use cluster::{ClientConfig, PartitionInfo, TopicInfo};
 /// Decompresses the records of one record batch with the client's pure-Rust
 /// codecs, failing instead of producing more than 64 MiB (a batch crafted to
 /// inflate without bound). Fits
 /// `kafka_protocol::records::RecordBatchDecoder::decode_with_custom_compression`.
 pub use compression::decompress as decompress_records;
-pub use cluster::{ClientConfig, PartitionInfo, TopicInfo};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, RebalanceEvent, Seek};
 pub use error::{Error, Result};
 pub use offsets::{OffsetAndTimestamp, EARLIEST, LATEST};
