@@ -66,7 +66,7 @@ pub fn finish_frame(mut out: BytesMut) -> Bytes {
 /// A whole response frame, size prefix included, as one or more buffers to
 /// be written back to back (a Fetch response keeps its record bytes as the
 /// segment map's own `Bytes`; see `protocol::splice`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct OutFrame {
     chunks: Vec<Bytes>,
 }
@@ -78,15 +78,6 @@ impl OutFrame {
 
     pub fn chunks(&self) -> &[Bytes] {
         &self.chunks
-    }
-
-    /// Total bytes on the wire.
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.chunks.iter().all(Bytes::is_empty)
     }
 }
 
