@@ -1,8 +1,10 @@
-//! The admin CLI (`strom topics | groups | produce | consume | log`) run as a
-//! process against a real `strom serve`, output parsed as JSON.
+//! The admin CLI (`strom topics | groups | produce | consume | log | bench`)
+//! run as a process against a real `strom serve`, output parsed as JSON (or,
+//! for `bench`, its `summary` lines).
 
 mod common;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -530,4 +532,97 @@ fn log_dump_and_verify_find_a_flipped_byte_in_a_sealed_segment() {
         )));
     let dump = json(&broker, &["log", "dump", segs[0].to_str().unwrap()]);
     assert_eq!(dump["batches"][1]["crc_ok"], false);
+}
+
+/// The `key=value` pairs of the `summary side=SIDE` line a bench run prints.
+fn bench_summary(stdout: &str, side: &str) -> HashMap<String, String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("summary side={side} ")))
+        .unwrap_or_else(|| panic!("no {side} summary in:\n{stdout}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn bench(broker: &TestBroker, args: &[&str]) -> String {
+    let out = strom(broker)
+        .arg("bench")
+        .args(args)
+        .args(["--bootstrap", &broker.addr, "--topic", "loadgen"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "strom bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Counts and latency kinds only: timings are never asserted.
+#[test]
+fn bench_produce_paced_and_flat_out_then_consume_everything() {
+    let broker = TestBroker::start();
+
+    // Fixed rate, two producers, with a concurrent consumer from the log end.
+    let out = bench(
+        &broker,
+        &[
+            "produce",
+            "--partitions",
+            "2",
+            "--producers",
+            "2",
+            "--messages",
+            "3001",
+            "--size",
+            "100",
+            "--rate",
+            "30000",
+            "--linger",
+            "0",
+            "--consume",
+        ],
+    );
+    let produced = bench_summary(&out, "produce");
+    assert_eq!(produced["messages"], "3001", "{out}");
+    assert_eq!(produced["errors"], "0", "{out}");
+    assert_eq!(produced["latency"], "intended-send→ack", "{out}");
+    assert_ne!(produced["max_us"], "0", "no latency recorded: {out}");
+    let consumed = bench_summary(&out, "consume");
+    assert_eq!(consumed["messages"], "3001", "{out}");
+    assert_eq!(consumed["latency"], "end-to-end", "{out}");
+    assert_ne!(consumed["max_us"], "0", "no end-to-end latency: {out}");
+
+    // As fast as possible, acks=1, into the same topic.
+    let out = bench(
+        &broker,
+        &[
+            "produce",
+            "--messages",
+            "2000",
+            "--size",
+            "16",
+            "--acks",
+            "1",
+        ],
+    );
+    let produced = bench_summary(&out, "produce");
+    assert_eq!(produced["messages"], "2000", "{out}");
+    assert_eq!(produced["bytes"], "32000", "{out}");
+    assert_eq!(produced["errors"], "0", "{out}");
+    assert_eq!(produced["latency"], "send→ack", "{out}");
+
+    // Both runs are in the log, across both partitions.
+    let out = bench(
+        &broker,
+        &["consume", "--consumers", "2", "--idle-timeout", "1"],
+    );
+    let consumed = bench_summary(&out, "consume");
+    assert_eq!(consumed["messages"], "5001", "{out}");
+    assert_eq!(consumed["errors"], "0", "{out}");
 }

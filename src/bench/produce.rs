@@ -14,7 +14,9 @@ use strom_client::{
     Acks, Admin, ClientConfig, Compression, DeliveryFuture, NewTopic, Producer, ProducerConfig,
     RecordRef,
 };
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::consume::{self, ConsumeOptions};
@@ -121,8 +123,9 @@ pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let stats = Stats::new();
     let ticker = progress("produce", stats.clone());
     let value_pad = Bytes::from(vec![b'x'; args.size]);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
+    let interval =
+        (args.rate > 0.0).then(|| Duration::from_secs_f64(args.producers as f64 / args.rate));
+    let mut senders = Vec::new();
     for i in 0..args.producers {
         let share = args.messages / args.producers as u64
             + u64::from((i as u64) < args.messages % args.producers as u64);
@@ -142,11 +145,20 @@ pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
             topic: args.topic.clone(),
             messages: share,
             pad: value_pad.clone(),
-            interval: (args.rate > 0.0)
-                .then(|| Duration::from_secs_f64(args.producers as f64 / args.rate)),
-            start,
         };
-        tasks.push(tokio::spawn(send_loop(producer, job, stats.clone())));
+        senders.push(Sender::new(producer, job, stats.clone()));
+    }
+    // The schedule starts once every producer is connected.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for sender in senders {
+        tasks.push(match interval {
+            Some(iv) => {
+                let rt = Handle::current();
+                tokio::task::spawn_blocking(move || sender.paced(start, iv, &rt))
+            }
+            None => tokio::spawn(sender.flat_out()),
+        });
     }
     for t in tasks {
         t.await??;
@@ -186,9 +198,6 @@ struct SendJob {
     topic: String,
     messages: u64,
     pad: Bytes,
-    /// Time between two sends of this producer at a fixed rate.
-    interval: Option<Duration>,
-    start: Instant,
 }
 
 /// Consecutive records that went into one batch: the future of one of them
@@ -200,72 +209,140 @@ struct Sent {
     origins: Vec<Instant>,
 }
 
-/// One producer's sends. A collector task awaits the acknowledgements, so the
-/// loop only ever waits for the producer's queue (or the schedule).
-async fn send_loop(producer: Producer, job: SendJob, stats: Arc<Stats>) -> anyhow::Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<Sent>();
-    let collector = tokio::spawn(collect(rx, stats.clone(), job.pad.len() as u64));
-    // One value buffer, restamped before each send: send_ref copies it into the batch.
-    let mut value = job.pad.to_vec();
-    let clock = Clock::new();
-    let mut open: Option<Sent> = None;
-    let mut last_len = 64;
-    for j in 0..job.messages {
-        let sent_at = match job.interval {
-            Some(iv) => {
-                let intended = job.start + iv.mul_f64(j as f64);
-                // The timer ticks in milliseconds: messages due within the
-                // next one go now. Latency counts from the intended time, or
-                // from the actual send when that is earlier.
-                let now = Instant::now();
-                if intended > now + Duration::from_millis(1) {
-                    tokio::time::sleep_until(intended - Duration::from_millis(1)).await;
-                }
-                let now = Instant::now();
-                (intended.min(now), now)
-            }
-            None => {
-                let now = Instant::now();
-                (now, now)
-            }
-        };
-        let (origin, now) = sent_at;
-        // The record's create time comes from the same clock reading, so the
-        // producer does not read the clock again.
-        let ns = clock.ns(now);
-        if value.len() >= 16 {
-            value[..8].copy_from_slice(MARKER);
-            value[8..16].copy_from_slice(&ns.to_be_bytes());
+/// One producer's sends: `paced` on a thread of its own at a fixed rate, or
+/// `flat_out` on the runtime. A collector task awaits the
+/// acknowledgements, so neither loop waits for anything but the producer's
+/// queue (or the schedule).
+struct Sender {
+    producer: Producer,
+    messages: u64,
+    stamp: Stamp,
+    open: Option<Sent>,
+    last_len: usize,
+    tx: mpsc::UnboundedSender<Sent>,
+    collector: JoinHandle<()>,
+}
+
+impl Sender {
+    fn new(producer: Producer, job: SendJob, stats: Arc<Stats>) -> Sender {
+        let (tx, rx) = mpsc::unbounded_channel::<Sent>();
+        let collector = tokio::spawn(collect(rx, stats, job.pad.len() as u64));
+        Sender {
+            producer,
+            messages: job.messages,
+            stamp: Stamp {
+                topic: job.topic,
+                value: job.pad.to_vec(),
+                clock: Clock::new(),
+            },
+            open: None,
+            last_len: 64,
+            tx,
+            collector,
         }
-        let record = RecordRef::new(&job.topic)
-            .value(&value)
-            .timestamp((ns / 1_000_000) as i64);
-        let delivery = producer.send_ref(record).await?;
-        match &mut open {
+    }
+
+    /// Notes a sent record whose latency counts from `origin`.
+    fn sent(&mut self, delivery: DeliveryFuture, origin: Instant) -> anyhow::Result<()> {
+        match &mut self.open {
             Some(s) if s.delivery.same_batch(&delivery) => s.origins.push(origin),
             _ => {
-                if let Some(s) = open.take() {
-                    last_len = s.origins.len();
-                    if tx.send(s).is_err() {
+                if let Some(s) = self.open.take() {
+                    self.last_len = s.origins.len();
+                    if self.tx.send(s).is_err() {
                         bail!("latency collector stopped");
                     }
                 }
-                let mut origins = Vec::with_capacity(last_len);
+                let mut origins = Vec::with_capacity(self.last_len);
                 origins.push(origin);
-                open = Some(Sent { delivery, origins });
+                self.open = Some(Sent { delivery, origins });
             }
         }
+        Ok(())
     }
-    if let Some(s) = open {
-        if tx.send(s).is_err() {
-            bail!("latency collector stopped");
+
+    async fn flat_out(mut self) -> anyhow::Result<()> {
+        for _ in 0..self.messages {
+            let now = Instant::now();
+            let record = self.stamp.record(now);
+            let delivery = self.producer.send_ref(record).await?;
+            self.sent(delivery, now)?;
         }
+        self.finish().await
     }
-    drop(tx);
-    producer.flush().await?;
-    collector.await?;
-    producer.close().await?;
-    Ok(())
+
+    /// Sends message j at `start + j * interval`, or as soon after it as the
+    /// thread wakes, and counts its latency from that intended time. tokio's
+    /// timer ticks in milliseconds: pacing on it sent bursts up to a
+    /// millisecond late and counted the bench's own lateness as latency.
+    /// This thread sleeps with a 1 µs timer slack instead, and hands each
+    /// send to the runtime.
+    fn paced(mut self, start: Instant, interval: Duration, rt: &Handle) -> anyhow::Result<()> {
+        precise_sleeps();
+        for j in 0..self.messages {
+            let intended = start + interval.mul_f64(j as f64);
+            let mut now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+                now = Instant::now();
+            }
+            let record = self.stamp.record(now);
+            let delivery = rt.block_on(self.producer.send_ref(record))?;
+            self.sent(delivery, intended)?;
+        }
+        rt.block_on(self.finish())
+    }
+
+    async fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(s) = self.open.take() {
+            if self.tx.send(s).is_err() {
+                bail!("latency collector stopped");
+            }
+        }
+        drop(self.tx);
+        self.producer.flush().await?;
+        self.collector.await?;
+        self.producer.close().await?;
+        Ok(())
+    }
+}
+
+/// A record's value and create time, stamped with the send time.
+struct Stamp {
+    topic: String,
+    /// One value buffer, restamped before each send: send_ref copies it
+    /// into the batch.
+    value: Vec<u8>,
+    clock: Clock,
+}
+
+impl Stamp {
+    /// The next record, stamped with `now`. The record's create time comes
+    /// from the same clock reading, so the producer does not read the clock
+    /// again.
+    fn record(&mut self, now: Instant) -> RecordRef<'_> {
+        let ns = self.clock.ns(now);
+        if self.value.len() >= 16 {
+            self.value[..8].copy_from_slice(MARKER);
+            self.value[8..16].copy_from_slice(&ns.to_be_bytes());
+        }
+        RecordRef::new(&self.topic)
+            .value(&self.value)
+            .timestamp((ns / 1_000_000) as i64)
+    }
+}
+
+/// Lets this thread's sleeps end within a microsecond of their deadline
+/// (Linux defaults to 50 µs of timer slack). Best effort: without it the
+/// pacing is only coarser.
+fn precise_sleeps() {
+    // SAFETY: PR_SET_TIMERSLACK takes one integer argument and changes only
+    // the calling thread's timer slack.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    if rc != 0 {
+        tracing::debug!("PR_SET_TIMERSLACK failed; paced sends may run up to 50 µs late");
+    }
 }
 
 /// Wall-clock nanoseconds for an `Instant`, from one reading of both clocks,
