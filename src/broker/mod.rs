@@ -1,6 +1,7 @@
 //! Topics and partitions, their durable metadata, and the background work
 //! (interval flushes, retention) that keeps their logs in shape.
 
+mod flusher;
 pub mod groups;
 mod metadata;
 mod partition;

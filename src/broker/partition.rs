@@ -10,6 +10,7 @@ use strom_storage::{Log, LogConfig, Offset, ReadData, StorageError, Syncer};
 use tokio::sync::watch;
 use tracing::{debug, error, info};
 
+use super::flusher::Flusher;
 use super::producer_state::{self, ProducerError, ProducerStates, Verdict};
 use super::{metadata, now_ms, BrokerError};
 
@@ -39,6 +40,7 @@ pub struct Partition {
     /// snapshot is written.
     snapshot_at: Mutex<Offset>,
     syncer: Syncer,
+    flusher: Flusher,
     end_offset: watch::Sender<Offset>,
 }
 
@@ -59,6 +61,7 @@ impl Partition {
             log: Mutex::new(Some(log)),
             producers: Mutex::new(producers),
             snapshot_at: Mutex::new(-1),
+            flusher: Flusher::new(syncer.clone()),
             syncer,
             end_offset,
         })
@@ -270,11 +273,7 @@ impl Partition {
 
     /// Waits until everything below `offset` is fsynced (group commit).
     pub async fn wait_durable(&self, offset: Offset) -> Result<(), BrokerError> {
-        let syncer = self.syncer.clone();
-        tokio::task::spawn_blocking(move || syncer.wait_durable(offset))
-            .await
-            .map_err(|e| BrokerError::Internal(format!("flush task failed: {e}")))?
-            .map_err(BrokerError::from)
+        self.flusher.wait_durable(offset).await
     }
 
     /// Makes everything appended so far durable without holding the lock
