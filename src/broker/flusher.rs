@@ -39,22 +39,29 @@ struct Shared {
     wake: Condvar,
 }
 
-#[derive(Default)]
 struct Queue {
     waiters: Vec<Waiter>,
     running: bool,
     /// The thread is parked on `wake`.
     parked: bool,
-    /// The partition is gone: the thread exits (releasing the log's files).
-    stopped: bool,
+    /// The log's group-commit handle; None once the partition is gone. The
+    /// thread clones it per batch only, so an idle thread holds none of the
+    /// log's files open.
+    syncer: Option<Syncer>,
 }
 
 impl Flusher {
     pub fn new(syncer: Syncer) -> Flusher {
+        let for_thread = Some(syncer.clone());
         Flusher {
             syncer,
             shared: Arc::new(Shared {
-                queue: Mutex::new(Queue::default()),
+                queue: Mutex::new(Queue {
+                    waiters: Vec::new(),
+                    running: false,
+                    parked: false,
+                    syncer: for_thread,
+                }),
                 wake: Condvar::new(),
             }),
         }
@@ -91,10 +98,9 @@ impl Flusher {
             return Ok(());
         }
         let shared = self.shared.clone();
-        let syncer = self.syncer.clone();
         std::thread::Builder::new()
             .name("strom-flush".into())
-            .spawn(move || run(&shared, &syncer))?;
+            .spawn(move || run(&shared))?;
         q.running = true;
         q.waiters.push(waiter);
         Ok(())
@@ -102,21 +108,22 @@ impl Flusher {
 }
 
 impl Drop for Flusher {
-    /// Lets the thread go now instead of after `IDLE`: it holds the log's
-    /// files open, and a deleted topic's space must come back at once.
+    /// Takes the syncer from the thread and lets it go now instead of after
+    /// `IDLE`: a deleted topic's files must close (and its space come back)
+    /// when the partition is dropped, as before there was a thread.
     fn drop(&mut self) {
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
-        q.stopped = true;
+        q.syncer = None;
         self.shared.wake.notify_one();
     }
 }
 
-fn run(shared: &Shared, syncer: &Syncer) {
+fn run(shared: &Shared) {
     loop {
-        let batch = {
+        let (batch, syncer) = {
             let mut q = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
             while q.waiters.is_empty() {
-                if q.stopped {
+                if q.syncer.is_none() {
                     q.running = false;
                     return;
                 }
@@ -132,20 +139,34 @@ fn run(shared: &Shared, syncer: &Syncer) {
                     return;
                 }
             }
-            std::mem::take(&mut q.waiters)
+            // Waiters borrow the Flusher, so it (and the syncer) is still there.
+            let Some(syncer) = q.syncer.clone() else {
+                q.running = false;
+                return;
+            };
+            (std::mem::take(&mut q.waiters), syncer)
         };
         let upto = batch.iter().map(|w| w.0).max().unwrap_or(0);
         let mut result = syncer.wait_durable(upto).map_err(BrokerError::from);
-        for (offset, tx) in batch {
-            // The first waiter gets the failure with its cause; the others
-            // what the syncer says now (offline).
-            let r = match result {
-                Ok(()) => Ok(()),
-                Err(_) => std::mem::replace(
-                    &mut result,
-                    syncer.wait_durable(offset).map_err(BrokerError::from),
-                ),
-            };
+        // The first waiter gets a failure with its cause; the others what
+        // the syncer says now (offline).
+        let answers: Vec<_> = batch
+            .into_iter()
+            .map(|(offset, tx)| {
+                let r = match result {
+                    Ok(()) => Ok(()),
+                    Err(_) => std::mem::replace(
+                        &mut result,
+                        syncer.wait_durable(offset).map_err(BrokerError::from),
+                    ),
+                };
+                (tx, r)
+            })
+            .collect();
+        // Released before anyone hears back, so nothing the waiters do next
+        // (delete the topic) finds the files still open.
+        drop(syncer);
+        for (tx, r) in answers {
             let _ = tx.send(r);
         }
     }
