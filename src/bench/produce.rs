@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use bytes::Bytes;
 use clap::Args;
 use futures::stream::{FuturesUnordered, StreamExt};
 use strom_client::{
@@ -122,7 +121,7 @@ pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
 
     let stats = Stats::new();
     let ticker = progress("produce", stats.clone());
-    let value_pad = Bytes::from(vec![b'x'; args.size]);
+    let value_pad = vec![b'x'; args.size];
     let interval =
         (args.rate > 0.0).then(|| Duration::from_secs_f64(args.producers as f64 / args.rate));
     let mut senders = Vec::new();
@@ -141,12 +140,13 @@ pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         let producer = Producer::new(config)
             .await
             .context("connecting a producer")?;
-        let job = SendJob {
-            topic: args.topic.clone(),
-            messages: share,
-            pad: value_pad.clone(),
-        };
-        senders.push(Sender::new(producer, job, stats.clone()));
+        senders.push(Sender::new(
+            producer,
+            &args.topic,
+            share,
+            &value_pad,
+            stats.clone(),
+        ));
     }
     // The schedule starts once every producer is connected.
     let start = Instant::now();
@@ -165,7 +165,7 @@ pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed();
     ticker.abort();
-    let latency = if args.rate > 0.0 {
+    let latency = if interval.is_some() {
         "intended-send→ack"
     } else {
         "send→ack"
@@ -194,12 +194,6 @@ async fn ensure_topic(args: &ProduceArgs) -> anyhow::Result<()> {
     }
 }
 
-struct SendJob {
-    topic: String,
-    messages: u64,
-    pad: Bytes,
-}
-
 /// Consecutive records that went into one batch: the future of one of them
 /// (they are acknowledged together) and each one's latency origin. Waiting
 /// on one future per batch instead of one per record keeps the bench's own
@@ -224,15 +218,22 @@ struct Sender {
 }
 
 impl Sender {
-    fn new(producer: Producer, job: SendJob, stats: Arc<Stats>) -> Sender {
+    /// `messages` records of `value`'s size to `topic`.
+    fn new(
+        producer: Producer,
+        topic: &str,
+        messages: u64,
+        value: &[u8],
+        stats: Arc<Stats>,
+    ) -> Sender {
         let (tx, rx) = mpsc::unbounded_channel::<Sent>();
-        let collector = tokio::spawn(collect(rx, stats, job.pad.len() as u64));
+        let collector = tokio::spawn(collect(rx, stats, value.len() as u64));
         Sender {
             producer,
-            messages: job.messages,
+            messages,
             stamp: Stamp {
-                topic: job.topic,
-                value: job.pad.to_vec(),
+                topic: topic.to_string(),
+                value: value.to_vec(),
                 clock: Clock::new(),
             },
             open: None,
@@ -247,12 +248,7 @@ impl Sender {
         match &mut self.open {
             Some(s) if s.delivery.same_batch(&delivery) => s.origins.push(origin),
             _ => {
-                if let Some(s) = self.open.take() {
-                    self.last_len = s.origins.len();
-                    if self.tx.send(s).is_err() {
-                        bail!("latency collector stopped");
-                    }
-                }
+                self.hand_over()?;
                 let mut origins = Vec::with_capacity(self.last_len);
                 origins.push(origin);
                 self.open = Some(Sent { delivery, origins });
@@ -293,12 +289,19 @@ impl Sender {
         rt.block_on(self.finish())
     }
 
-    async fn finish(mut self) -> anyhow::Result<()> {
+    /// Hands the open batch's records to the collector.
+    fn hand_over(&mut self) -> anyhow::Result<()> {
         if let Some(s) = self.open.take() {
+            self.last_len = s.origins.len();
             if self.tx.send(s).is_err() {
                 bail!("latency collector stopped");
             }
         }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> anyhow::Result<()> {
+        self.hand_over()?;
         drop(self.tx);
         self.producer.flush().await?;
         self.collector.await?;

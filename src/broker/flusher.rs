@@ -84,9 +84,7 @@ impl Flusher {
         rx.await
             .map_err(|_| BrokerError::Internal("flusher thread stopped".into()))?
     }
-}
 
-impl Flusher {
     /// Queues a waiter and makes sure a thread will serve it.
     fn enqueue(&self, waiter: Waiter) -> std::io::Result<()> {
         let mut q = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -139,7 +137,8 @@ fn run(shared: &Shared) {
                     return;
                 }
             }
-            // Waiters borrow the Flusher, so it (and the syncer) is still there.
+            // Gone with the partition: what is left are waiters whose
+            // futures were dropped with it; nobody hears the answer.
             let Some(syncer) = q.syncer.clone() else {
                 q.running = false;
                 return;
