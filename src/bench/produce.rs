@@ -43,7 +43,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 1)]
     producers: u32,
     /// Acknowledgements: 0, 1 or all
-    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    #[arg(long, default_value = "all")]
     acks: Acks,
     /// Bytes per partition batch
     #[arg(long, default_value_t = 64 * 1024)]
@@ -55,7 +55,7 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 5)]
     max_in_flight: usize,
     /// none, gzip, snappy, lz4 or zstd
-    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    #[arg(long, default_value = "none")]
     compression: Compression,
     /// Fixed total rate in messages/s (0: as fast as possible); latency is then
     /// measured from each message's intended send time
@@ -67,28 +67,6 @@ pub struct ProduceArgs {
     /// Consumers for --consume (partitions are split between them)
     #[arg(long, default_value_t = 1)]
     consumers: u32,
-}
-
-fn parse_acks(s: &str) -> Result<Acks, String> {
-    match s {
-        "0" => Ok(Acks::None),
-        "1" => Ok(Acks::Leader),
-        "all" | "-1" => Ok(Acks::All),
-        _ => Err(format!("expected 0, 1 or all, found {s:?}")),
-    }
-}
-
-fn parse_compression(s: &str) -> Result<Compression, String> {
-    match s {
-        "none" => Ok(Compression::None),
-        "gzip" => Ok(Compression::Gzip),
-        "snappy" => Ok(Compression::Snappy),
-        "lz4" => Ok(Compression::Lz4),
-        "zstd" => Ok(Compression::Zstd),
-        _ => Err(format!(
-            "expected none, gzip, snappy, lz4 or zstd, found {s:?}"
-        )),
-    }
 }
 
 pub(super) async fn run(args: ProduceArgs) -> anyhow::Result<()> {

@@ -20,7 +20,7 @@ pub struct ProduceArgs {
     #[arg(long, short = 'K', value_name = "SEP")]
     key_separator: Option<String>,
     /// Acknowledgements to wait for: 0, 1 or all
-    #[arg(long, default_value = "all", value_parser = parse_acks)]
+    #[arg(long, default_value = "all")]
     acks: Acks,
     /// Batch compression: none, gzip, snappy, lz4 or zstd
     #[arg(long, default_value = "none")]
@@ -28,15 +28,6 @@ pub struct ProduceArgs {
     /// Write every record to this partition (the key decides by default)
     #[arg(long)]
     partition: Option<i32>,
-}
-
-fn parse_acks(s: &str) -> Result<Acks, String> {
-    match s {
-        "0" => Ok(Acks::None),
-        "1" => Ok(Acks::Leader),
-        "all" | "-1" => Ok(Acks::All),
-        _ => Err(format!("expected 0, 1 or all, found {s:?}")),
-    }
 }
 
 /// Runs `strom produce`.

@@ -57,6 +57,21 @@ pub enum Acks {
     All,
 }
 
+/// `0`, `1`, or `all` (also `-1`), as Kafka's `acks` setting is written.
+impl std::str::FromStr for Acks {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            _ => Err(Error::Config(format!(
+                "acks: expected 0, 1 or all, found {s:?}"
+            ))),
+        }
+    }
+}
+
 impl Acks {
     fn wire(self) -> i16 {
         match self {
@@ -747,5 +762,24 @@ pub(crate) fn clone_error(e: &Error) -> Error {
         Error::NoBrokers(a) => Error::NoBrokers(a.clone()),
         Error::Config(m) => Error::Config(m.clone()),
         Error::Closed => Error::Closed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Acks;
+
+    #[test]
+    fn acks_parse_as_kafka_writes_them() {
+        for (s, acks) in [
+            ("0", Acks::None),
+            ("1", Acks::Leader),
+            ("all", Acks::All),
+            ("-1", Acks::All),
+        ] {
+            assert_eq!(s.parse::<Acks>().unwrap(), acks, "{s}");
+        }
+        let e = "2".parse::<Acks>().unwrap_err().to_string();
+        assert!(e.contains("expected 0, 1 or all, found \"2\""), "{e}");
     }
 }
