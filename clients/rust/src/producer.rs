@@ -25,12 +25,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -179,15 +181,13 @@ impl Producer {
             linger: config.linger,
             queue_capacity: config.queue_capacity,
         }));
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let queue_capacity = config.queue_capacity;
         let task = ProducerTask {
             cluster: cluster.clone(),
             config,
             producer_id,
             acc: acc.clone(),
-            done_tx,
-            done_rx,
+            answers: FuturesUnordered::new(),
             parts: HashMap::default(),
             in_flight: 0,
         };
@@ -342,8 +342,10 @@ struct ProducerTask {
     config: ProducerConfig,
     producer_id: Option<(i64, i16)>,
     acc: Arc<Accumulator>,
-    done_tx: mpsc::UnboundedSender<Vec<Done>>,
-    done_rx: mpsc::UnboundedReceiver<Vec<Done>>,
+    /// Requests waiting for their answers, polled by this task itself: a
+    /// task per request cost two wake-ups per answer (its own, then this
+    /// task's through a channel).
+    answers: FuturesUnordered<BoxFuture<'static, Vec<Done>>>,
     /// Topic -> partition index -> state.
     parts: HashMap<String, Vec<PartState>, FxBuild>,
     in_flight: usize,
@@ -387,7 +389,7 @@ impl ProducerTask {
             };
             tokio::select! {
                 _ = self.acc.wake_task.notified() => {}
-                Some(done) = self.done_rx.recv() => self.complete(done),
+                Some(done) = self.answers.next(), if !self.answers.is_empty() => self.complete(done),
                 _ = sleep_until(wake) => {}
             }
         }
@@ -503,11 +505,8 @@ impl ProducerTask {
             match ctx.start(leader, batches).await {
                 Started::Done(done) => self.complete(done),
                 Started::Waiting(call) => {
-                    let done_tx = self.done_tx.clone();
-                    tokio::spawn(async move {
-                        let done = ctx.finish(call).await;
-                        let _ = done_tx.send(done);
-                    });
+                    self.answers
+                        .push(Box::pin(async move { ctx.finish(call).await }));
                 }
             }
         }
