@@ -164,12 +164,14 @@ echo "== W5: 1 KiB at a fixed 50,000 msg/s, acks=all, with a concurrent consumer
 # times, each right after the same load written by the ideal group commit:
 # one process, no network, that at each moment writes every record due so
 # far with one pwrite and one fdatasync (the best any broker can do on this
-# disk at this rate). The median of the three is the figure.
-ideal_gc() { # p50 and p99 (us) of due-time -> fdatasync-done at 50,000 x 1 KiB/s
+# disk at this rate). The median of the three is the figure. The ideal's own
+# fdatasyncs also give the disk's fsync p99 under W5's load, printed beside
+# the 4 KiB probe's (the target's reference, taken on a quiet disk).
+ideal_gc() { # p50 and p99 (us) of due-time -> fdatasync-done at 50,000 x 1 KiB/s, and p99 of its fdatasyncs
     python3 - "$dir/ideal" "$(n 250000)" <<'PY'
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-n = int(sys.argv[2]); iv = 1 / 50000; lat = []; done = off = 0
+n = int(sys.argv[2]); iv = 1 / 50000; lat = []; syncs = []; done = off = 0
 t0 = time.perf_counter()
 while done < n:
     due = min(n, int((time.perf_counter() - t0) / iv) + 1)
@@ -177,26 +179,30 @@ while done < n:
         continue
     os.pwrite(fd, b"x" * (1024 * (due - done)), off)
     off += 1024 * (due - done)
+    s0 = time.perf_counter()
     os.fdatasync(fd)
-    t = time.perf_counter() - t0
+    t = time.perf_counter()
+    syncs.append(t - s0)
+    t -= t0
     lat.extend(t - i * iv for i in range(done, due))
     done = due
 os.close(fd); os.unlink(sys.argv[1])
-lat.sort()
-print(int(lat[n // 2] * 1e6), int(lat[n * 99 // 100] * 1e6))
+lat.sort(); syncs.sort()
+print(int(lat[n // 2] * 1e6), int(lat[n * 99 // 100] * 1e6), int(syncs[len(syncs) * 99 // 100] * 1e6))
 PY
 }
 w5_rounds=""
 for round in 1 2 3; do
     sync
-    read -r ideal_p50 ideal_p99 < <(ideal_gc)
-    echo "round $round: ideal group commit: p50 $ideal_p50 us, p99 $ideal_p99 us"
+    read -r ideal_p50 ideal_p99 loaded_p99 < <(ideal_gc)
+    echo "round $round: ideal group commit: p50 $ideal_p50 us, p99 $ideal_p99 us; its fdatasyncs (W5's load, no broker): p99 $loaded_p99 us"
     # linger 0: a latency workload sends each record as soon as the producer can
     out=$(bench produce --batch-size 1000000 --linger 0 --topic "w5r$round" --partitions 1 --messages "$(n 250000)" --size 1024 --acks all --rate 50000 --consume); echo "$out"
-    w5_rounds="$w5_rounds $(echo "$out" | field produce p99_us):$ideal_p99"
+    w5_rounds="$w5_rounds $(echo "$out" | field produce p99_us):$ideal_p99:$loaded_p99"
 done
-read -r w5 w5_ideal < <(python3 -c "import sys; r=sorted(tuple(map(int,x.split(':'))) for x in sys.argv[1:]); print(*r[1])" $w5_rounds)
-echo "W5: median of 3: p99 send->ack $w5 us = $(python3 -c "print(f'{$w5/$fsync_p99:.2f}')")x the disk's p99 fsync ($fsync_p99 us) (target < 2x); that round's ideal group commit p99: $w5_ideal us ($(python3 -c "print(f'{$w5_ideal/$fsync_p99:.2f}')")x)"
+read -r w5 w5_ideal w5_loaded < <(python3 -c "import sys; r=sorted(tuple(map(int,x.split(':'))) for x in sys.argv[1:]); print(*r[1])" $w5_rounds)
+x() { python3 -c "print(f'{$1/$2:.2f}')"; }
+echo "W5: median of 3: p99 send->ack $w5 us = $(x "$w5" "$fsync_p99")x the disk's p99 fsync ($fsync_p99 us) (target < 2x); that round's ideal group commit p99: $w5_ideal us ($(x "$w5_ideal" "$fsync_p99")x); fdatasync p99 under W5's load: $w5_loaded us (W5 = $(x "$w5" "$w5_loaded")x, ideal = $(x "$w5_ideal" "$w5_loaded")x)"
 
 echo "== W6: kcat (librdkafka $(kcat -V 2>&1 | sed -n 's/.*librdkafka \([0-9.]*\).*/\1/p' | head -1))"
 kcat_run() { # topic msgs size acks
