@@ -251,8 +251,8 @@ impl Sender {
     /// millisecond late and counted the bench's own lateness as latency.
     /// This thread sleeps with a 1 µs timer slack instead, and hands each
     /// send to the runtime. It sleeps at least [`MIN_SLEEP`] at a time and
-    /// then sends everything due, so above 10,000 msg/s messages go out in
-    /// small groups, each up to `MIN_SLEEP` late (and counted so).
+    /// then sends everything due, so above 10,000 msg/s per producer messages
+    /// go out in small groups, each up to `MIN_SLEEP` late (and counted so).
     fn paced(mut self, start: Instant, interval: Duration, rt: &Handle) -> anyhow::Result<()> {
         precise_sleeps();
         for j in 0..self.messages {

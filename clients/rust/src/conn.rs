@@ -257,6 +257,7 @@ impl Connection {
             rx,
             version,
             timeout,
+            deadline: tokio::time::Instant::now() + timeout,
             addr: self.addr.clone(),
             _request: std::marker::PhantomData,
         })
@@ -300,6 +301,9 @@ pub(crate) struct PendingCall<R> {
     rx: oneshot::Receiver<Result<Bytes>>,
     version: i16,
     timeout: Duration,
+    /// Counted from when the request was queued, not from the first poll of
+    /// [`wait`](Self::wait): a caller may start waiting later.
+    deadline: tokio::time::Instant,
     addr: String,
     _request: std::marker::PhantomData<fn() -> R>,
 }
@@ -309,7 +313,7 @@ impl<R: Request> PendingCall<R> {
     pub(crate) async fn wait(self) -> Result<R::Response> {
         let version = self.version;
         let what = || format!("api key {} v{version} to {}", R::KEY, self.addr);
-        let mut body = tokio::time::timeout(self.timeout, self.rx)
+        let mut body = tokio::time::timeout_at(self.deadline, self.rx)
             .await
             .map_err(|_| Error::Timeout(what(), self.timeout))?
             .map_err(|_| Error::Disconnected(self.addr.clone()))??;
