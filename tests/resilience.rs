@@ -471,7 +471,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_reported_not_served() {
     let (code, served) = fetch_at(&mut client, 39);
     assert_eq!((code, served), (0, 1));
     assert!(
-        broker.stderr().contains("damaged batch in the log"),
+        broker.stderr_shows("damaged batch in the log"),
         "the broker says where the damage is:\n{}",
         broker.stderr()
     );

@@ -117,6 +117,20 @@ impl TestBroker {
         self.stderr_log.lock().unwrap().clone()
     }
 
+    /// Whether `needle` shows up in the broker's stderr within 10 s. A line
+    /// logged while serving a request can reach the reader thread after
+    /// the response reached the test, so tests wait for it.
+    pub fn stderr_shows(&self, needle: &str) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self.stderr().contains(needle) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     /// SIGTERM, and the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("broker running");
