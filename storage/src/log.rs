@@ -248,12 +248,13 @@ impl Log {
         })
     }
 
-    /// The first batch whose max timestamp is >= `timestamp`, as (its base
-    /// offset, its max timestamp); None if no batch qualifies.
+    /// The first batch at or above the log start whose max timestamp is >=
+    /// `timestamp`, as (its base offset, or the log start if the batch
+    /// straddles it; its max timestamp); None if no batch qualifies.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>> {
         for seg in &self.segments {
-            if seg.next_offset > seg.base && seg.max_timestamp >= timestamp {
-                if let Some(found) = seg.find_timestamp(timestamp) {
+            if seg.next_offset > self.log_start.max(seg.base) && seg.max_timestamp >= timestamp {
+                if let Some(found) = seg.find_timestamp(timestamp, self.log_start) {
                     return Ok(Some(found));
                 }
             }
@@ -263,12 +264,13 @@ impl Log {
 
     /// The batch holding the largest timestamp in the log, as (its base
     /// offset, that timestamp): ListOffsets' MAX_TIMESTAMP (KIP-734). The
-    /// earliest such batch wins a tie. None when the log is empty.
+    /// earliest such batch wins a tie. None when nothing is at or above the
+    /// log start.
     pub fn max_timestamp(&self) -> Result<Option<(Offset, i64)>> {
         let newest = self
             .segments
             .iter()
-            .filter(|seg| seg.next_offset > seg.base)
+            .filter(|seg| seg.next_offset > seg.base.max(self.log_start))
             .reduce(|best, seg| {
                 if seg.max_timestamp > best.max_timestamp {
                     seg
@@ -276,7 +278,12 @@ impl Log {
                     best
                 }
             });
-        Ok(newest.and_then(|seg| seg.find_timestamp(seg.max_timestamp)))
+        // In the segment holding the log start, the batch with the maximum
+        // can lie below it (deleted records); the log start stands in for it.
+        Ok(newest.and_then(|seg| {
+            seg.find_timestamp(seg.max_timestamp, seg.base)
+                .map(|(offset, ts)| (offset.max(self.log_start), ts))
+        }))
     }
 
     pub fn log_start_offset(&self) -> Offset {

@@ -325,15 +325,15 @@ impl Segment {
         }))
     }
 
-    /// The first batch (base offset, max timestamp) whose max timestamp is
-    /// >= `target`.
-    pub(crate) fn find_timestamp(&self, target: i64) -> Option<(Offset, i64)> {
+    /// The first batch ending at or after `from` whose max timestamp is >=
+    /// `target`, as (its base offset but at least `from`, max timestamp).
+    pub(crate) fn find_timestamp(&self, target: i64, from: Offset) -> Option<(Offset, i64)> {
         let rel = self.time_index.last_below(target).unwrap_or(0);
         let data = self.data();
         let mut pos = self.index.lookup(rel) as usize;
-        while let Some((base, size, _, max_ts)) = batch::peek(&data[pos..]) {
-            if max_ts >= target {
-                return Some((base, max_ts));
+        while let Some((base, size, delta, max_ts)) = batch::peek(&data[pos..]) {
+            if max_ts >= target && base + i64::from(delta) >= from {
+                return Some((base.max(from), max_ts));
             }
             pos += size;
         }

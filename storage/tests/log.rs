@@ -272,3 +272,84 @@ fn truncate_to_keeps_reads_taken_before_a_roll_valid() {
     assert_eq!(log.log_end_offset(), 0);
     assert_eq!(live.to_vec(), first[0].1, "the old view is still readable");
 }
+
+#[test]
+fn delete_records_moves_the_log_start_and_drops_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(1024, 128);
+    let mut log = Log::open(dir.path(), cfg.clone()).unwrap();
+    let spec: Vec<(usize, usize, i64)> = (0..24).map(|i| (3, 60, 1_000 + i * 10)).collect();
+    let expected = fill(&mut log, &spec);
+    let end = log.log_end_offset();
+    let segments = log.segment_count();
+    assert!(segments > 3, "the case needs several segments");
+
+    // Past the end, or negative other than -1: refused, nothing moves.
+    for bad in [end + 1, -2] {
+        assert!(matches!(
+            log.delete_records_before(bad),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+    }
+    assert_eq!(log.log_start_offset(), 0);
+
+    // A start inside a batch that is not the first of its segment.
+    let bases = log.segment_bases();
+    let start = expected
+        .iter()
+        .map(|(b, _)| *b + 1)
+        .find(|&o| o > bases[2] + 3 && o < bases[3])
+        .expect("an offset inside the third segment");
+    assert_eq!(log.delete_records_before(start).unwrap(), start);
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(
+        log.segment_bases()[0],
+        bases[2],
+        "segments below the start are gone"
+    );
+    assert!(matches!(
+        log.read(start - 1, 100),
+        Err(StorageError::OffsetOutOfRange { log_start, .. }) if log_start == start
+    ));
+    // The read at the start returns the batch straddling it, whole.
+    let holding = expected.iter().rev().find(|(b, _)| *b <= start).unwrap();
+    assert_eq!(read_one(&log, start), holding.1);
+    // Timestamp lookups answer from the start on.
+    let (offset, _) = log.offset_for_timestamp(0).unwrap().unwrap();
+    assert_eq!(offset, start);
+    // Lower than the start: nothing changes.
+    assert_eq!(log.delete_records_before(3).unwrap(), start);
+
+    // Durable: the start survives a clean close and a reopen without one.
+    log.close().unwrap();
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+    check_all(
+        &log,
+        &expected
+            .iter()
+            .filter(|(b, _)| *b >= start)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    drop(log); // no close: the next open scans as after a crash
+    let mut log = Log::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(log.log_start_offset(), start);
+
+    // -1 means the log end: every sealed segment goes, the active one stays
+    // (empty of readable records), and appends go on from the end.
+    assert_eq!(log.delete_records_before(-1).unwrap(), end);
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.max_timestamp().unwrap(), None);
+    assert!(log.read(end, 100).unwrap().records.is_empty());
+    assert_eq!(
+        log.append(&batch(99, 2, 10, 5_000)).unwrap().base_offset,
+        end
+    );
+    log.close().unwrap();
+    let log = Log::open(dir.path(), cfg).unwrap();
+    assert_eq!(
+        (log.log_start_offset(), log.log_end_offset()),
+        (end, end + 2)
+    );
+}
