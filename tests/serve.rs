@@ -26,7 +26,9 @@ const UNSUPPORTED_VERSION: i16 = 35;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
 
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -202,6 +204,8 @@ fn api_versions_advertises_the_designed_ranges() {
     assert_eq!(range(ApiKey::Fetch), Some((4, 12)));
     assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
     assert_eq!(range(ApiKey::Metadata), Some((0, 12)));
+    assert_eq!(range(ApiKey::CreatePartitions), Some((0, 3)));
+    assert_eq!(range(ApiKey::DeleteRecords), Some((0, 2)));
 }
 
 #[test]
@@ -449,6 +453,148 @@ fn delete_topics_removes_the_data_from_disk() {
     // A new topic of the same name starts empty.
     create_topic(&mut client, "gone", 1, &[]);
     assert_eq!(fetch(&mut client, "gone", 0, 0, 0).1, 0);
+}
+
+fn create_partitions(
+    client: &mut Client,
+    version: i16,
+    topics: Vec<create_partitions_request::CreatePartitionsTopic>,
+    validate_only: bool,
+) -> Vec<(String, i16)> {
+    let request = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(topics);
+    let response: CreatePartitionsResponse =
+        client.call(ApiKey::CreatePartitions, version, &request);
+    response
+        .results
+        .iter()
+        .map(|r| (r.name.0.to_string(), r.error_code))
+        .collect()
+}
+
+fn grow(topic: &str, count: i32) -> create_partitions_request::CreatePartitionsTopic {
+    create_partitions_request::CreatePartitionsTopic::default()
+        .with_name(name(topic))
+        .with_count(count)
+}
+
+#[test]
+fn create_partitions_grows_topics_and_refuses_what_it_cannot_do() {
+    let broker = TestBroker::start();
+    let mut client = broker.client();
+    create_topic(&mut client, "grow", 1, &[]);
+    create_topic(&mut client, "twice", 1, &[]);
+    produce(&mut client, "grow", 0, batch(&["a", "b"], 1), -1);
+    let on = |ids: &[i32]| {
+        create_partitions_request::CreatePartitionsAssignment::default()
+            .with_broker_ids(ids.iter().map(|&i| BrokerId(i)).collect())
+    };
+    // v0 (not flexible) and v3 (flexible) both decode and answer.
+    for (version, count) in [(0, 2), (3, 3)] {
+        let results = create_partitions(&mut client, version, vec![grow("grow", count)], false);
+        assert_eq!(results, vec![("grow".to_string(), NONE)], "v{version}");
+    }
+    let results = create_partitions(
+        &mut client,
+        3,
+        vec![
+            grow("grow", 3),
+            grow("never", 2),
+            grow("twice", 4),
+            grow("twice", 5),
+            grow("grow", 9).with_assignments(Some(vec![on(&[1])])),
+        ],
+        false,
+    );
+    let codes: Vec<i16> = results.iter().map(|r| r.1).collect();
+    assert_eq!(
+        codes,
+        vec![
+            INVALID_REQUEST, // "grow" is named twice
+            UNKNOWN_TOPIC_OR_PARTITION,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+        ]
+    );
+    let results = create_partitions(
+        &mut client,
+        2,
+        vec![
+            grow("grow", 2),
+            grow("twice", 3).with_assignments(Some(vec![on(&[0, 1]), on(&[0])])),
+        ],
+        false,
+    );
+    let codes: Vec<i16> = results.iter().map(|r| r.1).collect();
+    assert_eq!(codes, vec![INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT]);
+    // validate_only checks and changes nothing; an assignment to broker 0 is fine.
+    let results = create_partitions(&mut client, 3, vec![grow("twice", 6)], true);
+    assert_eq!(results[0].1, NONE);
+    let results = create_partitions(
+        &mut client,
+        3,
+        vec![grow("grow", 4).with_assignments(Some(vec![on(&[0])]))],
+        false,
+    );
+    assert_eq!(results[0].1, NONE);
+    let counts: Vec<(String, usize)> = metadata(&mut client, Some(&["grow", "twice"]), false)
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.partitions.len()))
+        .collect();
+    assert_eq!(counts, vec![("grow".into(), 4), ("twice".into(), 1)]);
+    assert_eq!(partition_dirs(&broker.data_dir(), "grow").len(), 4);
+    // The old partition keeps its records; a new one starts at 0.
+    assert_eq!(fetch(&mut client, "grow", 0, 0, 0).1, 2);
+    assert_eq!(produce(&mut client, "grow", 3, batch(&["c"], 1), -1).1, 0);
+}
+
+#[test]
+fn delete_records_answers_per_partition() {
+    let broker = TestBroker::start();
+    let mut client = broker.client();
+    create_topic(&mut client, "dr", 2, &[]);
+    produce(&mut client, "dr", 0, batch(&["a", "b", "c", "d"], 1), -1);
+    let part = |p: i32, offset: i64| {
+        delete_records_request::DeleteRecordsPartition::default()
+            .with_partition_index(p)
+            .with_offset(offset)
+    };
+    for version in [0, 2] {
+        let request = DeleteRecordsRequest::default()
+            .with_timeout_ms(5000)
+            .with_topics(vec![
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name("dr"))
+                    .with_partitions(vec![part(0, 3), part(1, 1), part(1, -1), part(7, 0)]),
+                delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(name("none"))
+                    .with_partitions(vec![part(0, 0)]),
+            ]);
+        let response: DeleteRecordsResponse = client.call(ApiKey::DeleteRecords, version, &request);
+        let got: Vec<(i32, i64, i16)> = response
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.partition_index, p.low_watermark, p.error_code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 3, NONE),
+                (1, -1, OFFSET_OUT_OF_RANGE), // partition 1 is empty: 1 is past its end
+                (1, 0, NONE),                 // -1: its end, 0
+                (7, -1, UNKNOWN_TOPIC_OR_PARTITION),
+                (0, -1, UNKNOWN_TOPIC_OR_PARTITION),
+            ],
+            "v{version}"
+        );
+    }
+    assert_eq!(list_offset(&mut client, "dr", 0, -2).1, 3);
+    assert_eq!(fetch(&mut client, "dr", 0, 2, 0).0, OFFSET_OUT_OF_RANGE);
 }
 
 #[test]

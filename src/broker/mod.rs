@@ -306,19 +306,7 @@ impl Broker {
     pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, BrokerError> {
         let store = self.lock_store()?;
         let (partitions, configs) = self.validate_new_topic(new)?;
-        // Leftovers of an earlier topic of this name (a crash during its
-        // deletion) must not be resurrected as the new topic's data.
-        for i in 0..partitions {
-            let dir = Self::partition_dir(&self.data_dir, &new.name, i);
-            if dir.exists() {
-                warn!(dir = %dir.display(), "removing leftover partition dir of a deleted topic");
-                std::fs::remove_dir_all(&dir).map_err(|source| MetadataError::Io {
-                    op: "remove leftover dir",
-                    path: dir.clone(),
-                    source,
-                })?;
-            }
-        }
+        self.remove_leftover_dirs(&new.name, 0..partitions)?;
         let record = TopicRecord {
             name: new.name.clone(),
             id: uuid::Uuid::new_v4().to_string(),
@@ -329,10 +317,7 @@ impl Broker {
         records.push(record.clone());
         store.save(records)?;
         let topic = Arc::new(Self::open_topic(&self.config, &self.data_dir, &record)?);
-        self.topics
-            .write()
-            .map_err(|_| BrokerError::Internal("topics lock poisoned".into()))?
-            .insert(new.name.clone(), topic.clone());
+        self.install(topic.clone())?;
         info!(topic = %new.name, partitions, "topic created");
         Ok(topic)
     }
@@ -424,29 +409,129 @@ impl Broker {
             configs,
             partitions: topic.partitions.clone(),
         });
-        let records: Vec<TopicRecord> = self
-            .topics()
-            .iter()
-            .map(|t| {
-                if t.name == name {
-                    altered.record()
-                } else {
-                    t.record()
-                }
-            })
-            .collect();
-        store.save(records)?;
+        self.save_replacing(&store, altered.record())?;
         for partition in &altered.partitions {
             partition.maintain(|log| {
                 log.set_config(log_config.clone());
                 Ok(())
             })?;
         }
+        self.install(altered)?;
+        info!(topic = %name, "topic configs altered");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `count` (CreatePartitions). The
+    /// count can only grow; existing partitions and their data stay as they
+    /// are, so keys may map to other partitions from now on. The metadata is
+    /// saved durably before the new partitions' logs are created (a crash in
+    /// between creates them on the next start). With `validate_only`,
+    /// nothing changes. Blocking: call from a blocking context.
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let store = self.lock_store()?;
+        let topic = self
+            .topic(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic {name} has {current} partitions and can only grow; {count} is not more"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.remove_leftover_dirs(name, current..count)?;
+        let record = TopicRecord {
+            partitions: count,
+            ..topic.record()
+        };
+        self.save_replacing(&store, record)?;
+        let log_config = topic
+            .configs
+            .log_config(&self.config.log)
+            .map_err(BrokerError::InvalidConfig)?;
+        let mut partitions = topic.partitions.clone();
+        for i in current..count {
+            let dir = Self::partition_dir(&self.data_dir, name, i);
+            partitions.push(Arc::new(Partition::open(i, dir, log_config.clone())?));
+        }
+        self.install(Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            configs: topic.configs.clone(),
+            partitions,
+        }))?;
+        info!(topic = %name, from = current, to = count, "partitions added");
+        Ok(())
+    }
+
+    /// Deletes the records below `offset` (-1: all of them) in one partition
+    /// (DeleteRecords) and returns its new log start, durable on return.
+    /// Blocking: call from a blocking context.
+    pub fn delete_records(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, BrokerError> {
+        self.partition(topic, partition)?
+            .maintain(|log| log.delete_records_before(offset))
+    }
+
+    /// Partition dirs in `range` left by an earlier topic of this name (a
+    /// crash during its deletion): removed, so they are not resurrected as
+    /// the new partitions' data.
+    fn remove_leftover_dirs(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+    ) -> Result<(), BrokerError> {
+        for i in range {
+            let dir = Self::partition_dir(&self.data_dir, name, i);
+            if dir.exists() {
+                warn!(dir = %dir.display(), "removing leftover partition dir of a deleted topic");
+                std::fs::remove_dir_all(&dir).map_err(|source| MetadataError::Io {
+                    op: "remove leftover dir",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves every topic's record, with `record` in place of its topic's.
+    fn save_replacing(
+        &self,
+        store: &MetadataStore,
+        record: TopicRecord,
+    ) -> Result<(), BrokerError> {
+        let records = self
+            .topics()
+            .iter()
+            .map(|t| {
+                if t.name == record.name {
+                    record.clone()
+                } else {
+                    t.record()
+                }
+            })
+            .collect();
+        Ok(store.save(records)?)
+    }
+
+    /// Makes `topic` the one requests see under its name.
+    fn install(&self, topic: Arc<Topic>) -> Result<(), BrokerError> {
         self.topics
             .write()
             .map_err(|_| BrokerError::Internal("topics lock poisoned".into()))?
-            .insert(name.to_string(), altered);
-        info!(topic = %name, "topic configs altered");
+            .insert(topic.name.clone(), topic);
         Ok(())
     }
 

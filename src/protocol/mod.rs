@@ -35,6 +35,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The advertised (min, max) versions of `key`, if strom serves it.
@@ -184,6 +186,8 @@ pub fn decode_body(req: &Request) -> Result<(), RequestError> {
         ApiKey::InitProducerId => req.decode::<InitProducerIdRequest>().map(drop),
         ApiKey::DescribeLogDirs => req.decode::<DescribeLogDirsRequest>().map(drop),
         ApiKey::IncrementalAlterConfigs => req.decode::<IncrementalAlterConfigsRequest>().map(drop),
+        ApiKey::CreatePartitions => req.decode::<CreatePartitionsRequest>().map(drop),
+        ApiKey::DeleteRecords => req.decode::<DeleteRecordsRequest>().map(drop),
         // Keys strom does not serve never get past parse_request; a served
         // key missing above is caught by a test.
         other => Err(RequestError::UnknownApiKey { key: other as i16 }),

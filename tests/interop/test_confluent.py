@@ -13,7 +13,14 @@ from confluent_kafka import (
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    ResourceType,
+)
 
 from interop_helpers import (
     CLIENT_TIMEOUT_S,
@@ -24,6 +31,7 @@ from interop_helpers import (
     consume,
     consumer,
     create_topic,
+    kcat,
     partition_count,
     produce,
     producer,
@@ -265,6 +273,67 @@ def test_describe_broker_config_reflects_config_file(start_broker, topic):
     fs[topic].result(timeout=CLIENT_TIMEOUT_S)
     assert partition_count(b.bootstrap, topic) == 2
     assert _describe(b.bootstrap, ResourceType.TOPIC, topic).get("max.message.bytes") == "123456"
+
+
+def test_incremental_alter_configs_sets_and_deletes_topic_configs(broker, topic):
+    create_topic(broker.bootstrap, topic, config={"retention.ms": "3600000"})
+
+    def alter(*entries):
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=list(entries))
+        (f,) = admin(broker.bootstrap).incremental_alter_configs([resource]).values()
+        f.result(timeout=CLIENT_TIMEOUT_S)
+
+    alter(ConfigEntry("segment.ms", "60000", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE))
+    configs = _describe(broker.bootstrap, ResourceType.TOPIC, topic)
+    assert configs.get("segment.ms") == "60000", configs
+    assert configs.get("retention.ms") == "604800000", "deleted: back to the broker default"
+    with pytest.raises(KafkaException) as e:
+        alter(ConfigEntry("retention.ms", "soon", incremental_operation=AlterConfigOpType.SET))
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG
+
+
+def _create_partitions(bootstrap, topic, count, validate_only=False):
+    fs = admin(bootstrap).create_partitions([NewPartitions(topic, count)], validate_only=validate_only,
+                                            request_timeout=CLIENT_TIMEOUT_S)
+    fs[topic].result(timeout=CLIENT_TIMEOUT_S)
+
+
+def test_create_partitions_adds_partitions_that_take_records_and_survive_restart(start_broker, topic, kcat_bin):
+    b = start_broker()
+    create_topic(b.bootstrap, topic, partitions=2)
+    old = [{"partition": p, "value": b"old-%d-%d" % (p, i)} for p in range(2) for i in range(5)]
+    assert_delivered(produce(producer(b.bootstrap), topic, old))
+
+    _create_partitions(b.bootstrap, topic, 5, validate_only=True)
+    assert partition_count(b.bootstrap, topic) == 2
+    assert b.partition_dirs(topic) == [f"{topic}-0", f"{topic}-1"]
+
+    _create_partitions(b.bootstrap, topic, 5)
+    assert partition_count(b.bootstrap, topic) == 5
+    assert b.partition_dirs(topic) == sorted(f"{topic}-{p}" for p in range(5))
+    # A fresh producer sees the new partitions and they start at offset 0;
+    # the old partitions keep their records.
+    reports = produce(producer(b.bootstrap), topic, [{"partition": p, "value": b"new-%d" % p} for p in range(5)])
+    assert_delivered(reports)
+    assert [(r[1], r[2]) for r in reports] == [(0, 5), (1, 5), (2, 0), (3, 0), (4, 0)]
+    assert [m.value() for m in consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, 6)] == \
+        [b"old-0-%d" % i for i in range(5)] + [b"new-0"]
+    out = kcat(kcat_bin, b.bootstrap, "-C", "-t", topic, "-p", "4", "-o", "beginning", "-e", "-f", "%s\n").stdout
+    assert out.split() == ["new-4"]
+
+    # Shrinking, or asking for the count it has, is INVALID_PARTITIONS.
+    for count in (3, 5):
+        with pytest.raises(KafkaException) as e:
+            _create_partitions(b.bootstrap, topic, count)
+        assert e.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+    with pytest.raises(KafkaException) as e:
+        _create_partitions(b.bootstrap, topic + "-missing", 3)
+    assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+    b.restart(kill=True)
+    assert partition_count(b.bootstrap, topic) == 5
+    assert watermarks(b.bootstrap, topic, 4) == (0, 1)
 
 
 def test_delete_topics_removes_partition_dirs(broker, topic):

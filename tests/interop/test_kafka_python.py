@@ -9,8 +9,13 @@ import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+from kafka.errors import (
+    InvalidPartitionsError,
+    OffsetOutOfRangeError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from interop_helpers import CODECS, partition_count, stored_batch_codecs, topic_names, wait_until, watermarks
 
@@ -213,3 +218,35 @@ def test_admin_describe_broker_config(start_broker):
         assert configs["num.partitions"]["value"] == "4", configs.get("num.partitions")
     finally:
         a.close()
+
+
+def test_admin_create_partitions_and_delete_records(broker, topic):
+    create(broker.bootstrap, topic)
+    p = kp_producer(broker.bootstrap)
+    try:
+        send_all(p, topic, [b"r%02d" % i for i in range(20)])
+    finally:
+        p.close(timeout=TIMEOUT_S)
+    a = kp_admin(broker.bootstrap)
+    try:
+        a.create_partitions({topic: NewPartitions(3)})
+        assert partition_count(broker.bootstrap, topic) == 3
+        with pytest.raises(InvalidPartitionsError):
+            a.create_partitions({topic: NewPartitions(2)})
+
+        tp = TopicPartition(topic, 0)
+        result = a.delete_records({tp: 12})
+        assert result[tp]["low_watermark"] == 12, result
+        with pytest.raises(OffsetOutOfRangeError):
+            a.delete_records({tp: 21})
+    finally:
+        a.close()
+    assert watermarks(broker.bootstrap, topic, 0) == (12, 20)
+    c = kp_consumer(broker.bootstrap)
+    try:
+        c.assign([tp])
+        assert c.beginning_offsets([tp], timeout_ms=15000) == {tp: 12}
+        c.seek_to_beginning(tp)
+        assert [(r.offset, r.value) for r in read(c, 8)] == [(i, b"r%02d" % i) for i in range(12, 20)]
+    finally:
+        c.close()

@@ -1,4 +1,5 @@
-"""Retention deletes old segments; clients then handle OFFSET_OUT_OF_RANGE.
+"""Retention and DeleteRecords delete old segments; clients then handle
+OFFSET_OUT_OF_RANGE.
 
 Segments are made tiny with the topic config segment.bytes=1024 (strom's
 minimum), and the broker checks retention every 200 ms
@@ -8,12 +9,14 @@ minimum), and the broker checks retention every 200 ms
 import os
 import time
 
-from confluent_kafka import KafkaError, TopicPartition
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, KafkaException, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
 from interop_helpers import (
     CLIENT_TIMEOUT_S,
+    admin,
     assert_delivered,
     consume,
     consumer,
@@ -141,3 +144,65 @@ def test_retention_survives_restart(start_broker, topic):
     low2, high2 = watermarks(b.bootstrap, topic, 0)
     assert high2 == N
     assert low2 >= low, f"log start offset went back from {low} to {low2} after restart"
+
+
+# ---------------------------------------------------------------- DeleteRecords
+
+
+def _delete_records(bootstrap, topic, partition, offset):
+    """confluent-kafka's AdminClient.delete_records; returns the low watermark."""
+    fs = admin(bootstrap).delete_records([TopicPartition(topic, partition, offset)],
+                                         request_timeout=CLIENT_TIMEOUT_S)
+    (f,) = fs.values()
+    return f.result(timeout=CLIENT_TIMEOUT_S).low_watermark
+
+
+def test_delete_records_moves_the_log_start_and_drops_whole_segments(start_broker, topic, kcat_bin):
+    b = start_broker()
+    create_topic(b.bootstrap, topic, config={"segment.bytes": "1024"})
+    msgs = fill_segments(b, topic)
+    before = segment_files(b, topic)
+    assert len(before) > 10, before
+
+    assert _delete_records(b.bootstrap, topic, 0, 25) == 25
+    assert watermarks(b.bootstrap, topic, 0) == (25, N)
+    after = segment_files(b, topic)
+    assert 0 < len(after) < len(before) and after[-1] == before[-1], (before, after)
+    assert int(after[0].split(".")[0]) <= 25, "the segment holding the new start stays"
+
+    # Consumers starting at the beginning start at offset 25, all clients.
+    got = consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, N - 25)
+    assert [m.offset() for m in got] == list(range(25, N))
+    assert [m.value() for m in got] == [m["value"] for m in msgs[25:]]
+    out = kcat(kcat_bin, b.bootstrap, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-f", "%o\n").stdout
+    assert out.split() == [str(o) for o in range(25, N)]
+    kp = KafkaConsumer(bootstrap_servers=b.bootstrap, group_id=None, enable_auto_commit=False,
+                       request_timeout_ms=15000)
+    try:
+        tp = KpTopicPartition(topic, 0)
+        assert kp.beginning_offsets([tp], timeout_ms=15000) == {tp: 25}
+    finally:
+        kp.close()
+
+    # Below the start: nothing changes. Past the end: OFFSET_OUT_OF_RANGE.
+    assert _delete_records(b.bootstrap, topic, 0, 10) == 25
+    with pytest.raises(KafkaException) as e:
+        _delete_records(b.bootstrap, topic, 0, N + 1)
+    assert e.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE
+    assert watermarks(b.bootstrap, topic, 0) == (25, N)
+
+    # Durable: the start survives kill -9 and a clean restart.
+    b.restart(kill=True)
+    assert watermarks(b.bootstrap, topic, 0) == (25, N)
+    b.restart()
+    assert watermarks(b.bootstrap, topic, 0) == (25, N)
+
+    # OFFSET_END (-1) deletes everything; producing goes on from the end.
+    assert _delete_records(b.bootstrap, topic, 0, OFFSET_END) == N
+    assert watermarks(b.bootstrap, topic, 0) == (N, N)
+    assert segment_files(b, topic) == [before[-1]]
+    reports = produce(producer(b.bootstrap), topic, [{"partition": 0, "value": b"after"}])
+    assert_delivered(reports)
+    assert reports[0][2] == N
+    assert [m.value() for m in consume(b.bootstrap, topic, 0, OFFSET_BEGINNING, 1)] == [b"after"]
+

@@ -6,8 +6,10 @@
 //! long polls), which the connection awaits in order.
 
 mod api_versions;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
 mod describe_configs;
 mod describe_groups;
@@ -130,6 +132,8 @@ fn route(ctx: &Arc<Context>, parsed: Parsed, peer: SocketAddr) -> Result<Pending
         ApiKey::DescribeGroups => Ok(ready(describe_groups::handle(ctx, &req))),
         ApiKey::DeleteGroups => Ok(blocking(ctx, req, delete_groups::handle)),
         ApiKey::InitProducerId => Ok(blocking(ctx, req, init_producer_id::handle)),
+        ApiKey::CreatePartitions => Ok(blocking(ctx, req, create_partitions::handle)),
+        ApiKey::DeleteRecords => Ok(blocking(ctx, req, delete_records::handle)),
         // parse_request only lets through keys listed in SUPPORTED_APIS.
         other => Err(CloseReason::BadRequest(RequestError::UnknownApiKey {
             key: other as i16,
