@@ -158,6 +158,94 @@ fn topics_create_list_describe_alter_delete() {
 }
 
 #[test]
+fn topics_alter_partitions_and_delete_records() {
+    let broker = TestBroker::start();
+    strom(&broker)
+        .args(["topics", "create", "trim", "--partitions", "2"])
+        .assert()
+        .success();
+    produce(&broker, "trim", "a\nb\nc\nd\ne\n", &["--partition", "0"]);
+    produce(&broker, "trim", "x\ny\n", &["--partition", "1"]);
+
+    strom(&broker)
+        .args(["topics", "alter", "trim", "--partitions", "3"])
+        .assert()
+        .success()
+        .stdout("trim: partitions = 3\n");
+    assert_eq!(partition_dirs(&broker.data_dir(), "trim").len(), 3);
+    strom(&broker)
+        .args(["topics", "alter", "trim", "--partitions", "2"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("InvalidPartitions"));
+    // Neither --config nor --partitions: a usage error, nothing sent.
+    strom(&broker)
+        .args(["topics", "alter", "trim"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--config"));
+
+    let r = json(
+        &broker,
+        &[
+            "topics",
+            "delete-records",
+            "trim",
+            "--partition",
+            "0",
+            "--before",
+            "3",
+        ],
+    );
+    assert_eq!(r["partitions"][0]["log_start_offset"], 3, "{r}");
+    strom(&broker)
+        .args([
+            "consume",
+            "trim",
+            "--partition",
+            "0",
+            "--from-beginning",
+            "--max-messages",
+            "2",
+        ])
+        .assert()
+        .success()
+        .stdout("d\ne\n");
+    strom(&broker)
+        .args([
+            "topics",
+            "delete-records",
+            "trim",
+            "--partition",
+            "1",
+            "--before",
+            "9",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("OffsetOutOfRange"));
+
+    // `end` on every partition empties the topic.
+    json(
+        &broker,
+        &["topics", "delete-records", "trim", "--before", "end"],
+    );
+    let d = json(&broker, &["topics", "describe", "trim"]);
+    let marks: Vec<(i64, i64)> = d["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["log_start_offset"].as_i64().unwrap(),
+                p["high_watermark"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(marks, vec![(5, 5), (2, 2), (0, 0)]);
+}
+
+#[test]
 fn produce_and_consume_with_keys_formats_and_offsets() {
     let broker = TestBroker::start();
     strom(&broker)

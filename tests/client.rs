@@ -427,6 +427,60 @@ fn admin_manages_topics_configs_groups_and_offsets() {
 }
 
 #[test]
+fn admin_adds_partitions_an_open_producer_then_uses_and_deletes_records() {
+    let broker = TestBroker::start();
+    rt().block_on(async {
+        let admin = Admin::new(ClientConfig::new(&broker.addr)).await.unwrap();
+        admin.create_topics(&[NewTopic::new("g", 1)]).await.unwrap();
+        let producer = Producer::new(ProducerConfig::new(&broker.addr))
+            .await
+            .unwrap();
+        for i in 0..6 {
+            let value = format!("v{i}");
+            producer
+                .send(ProducerRecord::new("g").partition(0).value(value))
+                .await
+                .unwrap();
+        }
+        admin.create_partitions("g", 3).await.unwrap();
+        assert_eq!(
+            admin.describe_topics(&["g"]).await.unwrap()[0]
+                .partitions
+                .len(),
+            3
+        );
+        let err = admin.create_partitions("g", 3).await.unwrap_err();
+        assert_eq!(err.code(), Some(37), "INVALID_PARTITIONS: {err}");
+        // The producer opened before the change learns of partition 2.
+        let sent = producer
+            .send(ProducerRecord::new("g").partition(2).value("new"))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!((sent.partition, sent.offset), (2, 0));
+        producer.close().await.unwrap();
+
+        let tp = TopicPartition::new("g", 0);
+        let starts = admin
+            .delete_records(&BTreeMap::from([(tp.clone(), 4)]))
+            .await
+            .unwrap();
+        assert_eq!(starts, BTreeMap::from([(tp.clone(), 4)]));
+        let q = [(tp.clone(), EARLIEST)];
+        assert_eq!(admin.list_offsets(&q).await.unwrap()[&tp].offset, 4);
+        let err = admin
+            .delete_records(&BTreeMap::from([(tp.clone(), 7)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(1), "OFFSET_OUT_OF_RANGE: {err}");
+        let all = BTreeMap::from([(tp.clone(), LATEST), (TopicPartition::new("g", 2), LATEST)]);
+        let starts = admin.delete_records(&all).await.unwrap();
+        assert_eq!(starts.values().copied().collect::<Vec<_>>(), [6, 1]);
+    });
+}
+
+#[test]
 fn bootstrap_skips_unreachable_addresses() {
     let broker = TestBroker::start();
     rt().block_on(async {

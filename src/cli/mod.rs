@@ -79,9 +79,10 @@ pub fn explain(e: strom_client::Error, bootstrap: &str) -> anyhow::Error {
         }
         E::Kafka { code, .. } => {
             let hint = match code {
+                1 => " — the offset is outside the partition's log start..high watermark; see `strom topics describe`",
                 3 => " — check the name with `strom topics list`",
                 36 => " — pick another name or `strom topics delete` it first",
-                37 => " — the partition count must be at least 1",
+                37 => " — a partition count must be at least 1, and can only grow",
                 40 => " — see `strom topics describe` for the valid keys",
                 69 => " — check the name with `strom groups list`",
                 68 => " — stop the group's consumers first",

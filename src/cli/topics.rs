@@ -1,4 +1,5 @@
-//! `strom topics`: list, describe, create, delete and alter topics.
+//! `strom topics`: list, describe, create, delete and alter topics, and
+//! delete records below an offset.
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -41,14 +42,46 @@ enum TopicsCommand {
         /// Topic name
         name: String,
     },
-    /// Change a topic's configs, e.g. --config retention.ms=60000
+    /// Change a topic's configs (--config retention.ms=60000) or raise its
+    /// partition count (--partitions 6)
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
     Alter {
         /// Topic name
         name: String,
         /// A topic config to set (repeatable)
-        #[arg(long = "config", short = 'c', required = true, value_parser = super::parse_key_value)]
+        #[arg(long = "config", short = 'c', group = "change", value_parser = super::parse_key_value)]
         configs: Vec<(String, String)>,
+        /// New partition count; it can only grow, and keys may map to other
+        /// partitions afterwards
+        #[arg(long, short = 'p', group = "change")]
+        partitions: Option<i32>,
     },
+    /// Delete the records below an offset: the log start moves up, and whole
+    /// segments below it leave the disk
+    DeleteRecords {
+        /// Topic name
+        name: String,
+        /// Delete records with offsets below this one, or `end` for all of them
+        #[arg(long, value_parser = parse_before)]
+        before: i64,
+        /// Only this partition (all partitions if omitted)
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        #[command(flatten)]
+        output: OutputArg,
+    },
+}
+
+/// `--before`: an offset, or `end` (-1, the high watermark).
+fn parse_before(s: &str) -> Result<i64, String> {
+    match s {
+        "end" => Ok(LATEST),
+        _ => s
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| format!("expected an offset (0 or more) or `end`, found {s:?}")),
+    }
 }
 
 /// Runs `strom topics ...`.
@@ -88,17 +121,40 @@ pub fn run(args: TopicsArgs, connect: &Connect) -> anyhow::Result<()> {
                 println!("deleted topic {name}");
                 Ok(())
             }
-            TopicsCommand::Alter { name, configs } => {
-                admin
-                    .alter_topic_configs(&name, &configs)
-                    .await
-                    .map_err(|e| explain(e, bs))
-                    .with_context(|| format!("cannot alter topic {name}"))?;
-                for (k, v) in &configs {
-                    println!("{name}: {k} = {v}");
+            TopicsCommand::Alter {
+                name,
+                configs,
+                partitions,
+            } => {
+                if !configs.is_empty() {
+                    admin
+                        .alter_topic_configs(&name, &configs)
+                        .await
+                        .map_err(|e| explain(e, bs))
+                        .with_context(|| format!("cannot alter topic {name}"))?;
+                    for (k, v) in &configs {
+                        println!("{name}: {k} = {v}");
+                    }
+                }
+                if let Some(n) = partitions {
+                    admin
+                        .create_partitions(&name, n)
+                        .await
+                        .map_err(|e| explain(e, bs))
+                        .with_context(|| format!("cannot change the partition count of {name}"))?;
+                    println!("{name}: partitions = {n}");
                 }
                 Ok(())
             }
+            TopicsCommand::DeleteRecords {
+                name,
+                before,
+                partition,
+                output,
+            } => delete_records(&admin, &name, before, partition, output.output)
+                .await
+                .map_err(|e| explain(e, bs))
+                .with_context(|| format!("cannot delete records of {name}")),
         }
     })
 }
@@ -125,6 +181,48 @@ async fn list(admin: &Admin, format: Format) -> strom_client::Result<()> {
                 t.add_row(vec![topic.name.clone(), topic.partitions.len().to_string()]);
             }
             output::align_right(&mut t, &[1]);
+            output::print_table(&t);
+        }
+    }
+    Ok(())
+}
+
+async fn delete_records(
+    admin: &Admin,
+    name: &str,
+    before: i64,
+    partition: Option<i32>,
+    format: Format,
+) -> strom_client::Result<()> {
+    let partitions: Vec<i32> = match partition {
+        Some(p) => vec![p],
+        None => admin
+            .describe_topics(&[name])
+            .await?
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.partition))
+            .collect(),
+    };
+    let request = partitions
+        .iter()
+        .map(|&p| (TopicPartition::new(name, p), before))
+        .collect();
+    let starts = admin.delete_records(&request).await?;
+    match format {
+        Format::Json => {
+            let v: Vec<_> = starts
+                .iter()
+                .map(|(tp, start)| json!({"partition": tp.partition, "log_start_offset": start}))
+                .collect();
+            output::print_json(&json!({ "topic": name, "partitions": v }))
+                .map_err(|e| io_err(e.to_string()))?;
+        }
+        Format::Table => {
+            let mut t = output::table(&["partition", "log start"]);
+            for (tp, start) in &starts {
+                t.add_row(vec![tp.partition.to_string(), start.to_string()]);
+            }
+            output::align_right(&mut t, &[0, 1]);
             output::print_table(&t);
         }
     }

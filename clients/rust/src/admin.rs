@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
@@ -11,9 +15,9 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, DescribeLogDirsRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, DescribeLogDirsRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -215,6 +219,69 @@ impl Admin {
             }
         }
         Ok(())
+    }
+
+    /// Raises `topic`'s partition count to `count` (CreatePartitions). The
+    /// count can only grow: asking for fewer (or as many) partitions fails
+    /// with INVALID_PARTITIONS.
+    pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<()> {
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(count)]);
+        let resp = self.cluster.call_any(&req).await?;
+        self.cluster.invalidate(topic);
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(Error::kafka(
+                    r.error_code,
+                    format!("create partitions of topic {topic}"),
+                    r.error_message.map(|m| m.to_string()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every record below the given offset of each partition
+    /// (DeleteRecords; [`LATEST`](crate::LATEST), -1, means all of them)
+    /// and returns each partition's new log start offset. The first
+    /// per-partition error is returned.
+    pub async fn delete_records(
+        &self,
+        before: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut topics: BTreeMap<&str, Vec<DeleteRecordsPartition>> = BTreeMap::new();
+        for (tp, &offset) in before {
+            topics.entry(tp.topic.as_str()).or_default().push(
+                DeleteRecordsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_offset(offset),
+            );
+        }
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, partitions)| {
+                        DeleteRecordsTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let resp = self.cluster.call_any(&req).await?;
+        let mut out = BTreeMap::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
+                Error::check(p.error_code, || format!("delete records of {tp}"))?;
+                out.insert(tp, p.low_watermark);
+            }
+        }
+        Ok(out)
     }
 
     /// Names of every topic.

@@ -48,6 +48,8 @@ fn our_max(key: i16, codec_max: i16) -> i16 {
         Ok(ApiKey::DescribeConfigs) => 4,
         Ok(ApiKey::InitProducerId) => 4,
         Ok(ApiKey::ApiVersions) => 3,
+        Ok(ApiKey::CreatePartitions) => 3,
+        Ok(ApiKey::DeleteRecords) => 2,
         _ => codec_max,
     };
     cap.min(codec_max)

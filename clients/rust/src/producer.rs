@@ -258,7 +258,15 @@ impl Producer {
                 }
                 Appended::NeedMetadata => {
                     looked_up = true;
-                    match self.cluster.topic(rec.topic, true).await {
+                    // A known topic needs metadata only for a partition past
+                    // its known count: it may have grown (CreatePartitions),
+                    // so the cached metadata is not good enough.
+                    let lookup = if self.acc.partitions(rec.topic).is_some() {
+                        self.cluster.refresh_topic(rec.topic, true).await
+                    } else {
+                        self.cluster.topic(rec.topic, true).await
+                    };
+                    match lookup {
                         Ok(t) => self.acc.set_partitions(rec.topic, t.partitions.len()),
                         Err(e) => return Ok(DeliveryFuture::failed(e)),
                     }
