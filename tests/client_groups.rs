@@ -209,3 +209,71 @@ fn range_group_of_three_rebalances_and_consumes_each_record_once() {
 fn roundrobin_group_of_three_rebalances_and_consumes_each_record_once() {
     three_members_share_the_topic(Assignor::RoundRobin);
 }
+
+/// Partitions added to a topic (CreatePartitions) reach a running group and a
+/// running producer once they re-read metadata (`metadata_max_age`).
+#[test]
+fn a_running_group_and_producer_take_up_added_partitions() {
+    let broker = TestBroker::start_with_config(Some(FAST_GROUPS));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        const TOPIC: &str = "grows";
+        let admin = Admin::new(ClientConfig::new(&broker.addr)).await.unwrap();
+        admin
+            .create_topics(&[NewTopic::new(TOPIC, 1)])
+            .await
+            .unwrap();
+        let mut pconfig = ProducerConfig::new(&broker.addr);
+        pconfig.client.metadata_max_age = Duration::from_millis(200);
+        let producer = Producer::new(pconfig).await.unwrap();
+        // A key that lands on partition 2 once there are 3.
+        let key = (0..)
+            .map(|i| format!("key-{i}"))
+            .find(|k| strom_client::partition_for_key(k.as_bytes(), 3) == 2)
+            .unwrap();
+        let sent = producer
+            .send_and_wait(ProducerRecord::new(TOPIC).key(key.clone()).value("v-old"))
+            .await
+            .unwrap();
+        assert_eq!(sent.partition, 0);
+
+        let seen: Seen = Arc::default();
+        let mut cfg = config(&broker.addr, "grows", Assignor::Range);
+        cfg.client.metadata_max_age = Duration::from_millis(200);
+        let (stop, handle) = member(cfg, TOPIC, "m1", seen.clone());
+        wait_for(&seen, 1, "before the partitions were added").await;
+
+        admin.create_partitions(TOPIC, 3).await.unwrap();
+        // The producer's next refresh moves the key to partition 2.
+        let mut partition = 0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let r = ProducerRecord::new(TOPIC).key(key.clone()).value("v-new");
+            partition = producer.send_and_wait(r).await.unwrap().partition;
+            if partition == 2 {
+                break;
+            }
+        }
+        assert_eq!(partition, 2, "the producer never saw the added partitions");
+        producer.close().await.unwrap();
+        // The leader's check rejoins; the member is given partition 2 and
+        // reads what landed there.
+        for _ in 0..200 {
+            if seen.lock().unwrap().iter().any(|r| r.0 == 2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(()).unwrap();
+        let events = handle.await.unwrap();
+        let got = seen.lock().unwrap().clone();
+        assert!(
+            got.iter().any(|r| r.0 == 2 && r.2 == "v-new"),
+            "nothing read from partition 2: {got:?}; events {events:?}"
+        );
+    });
+}

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, ConsumerGroupState, TopicPartition
+from confluent_kafka.admin import NewPartitions
 
 from interop_helpers import admin, assert_delivered, create_topic, produce, producer, wait_until
 
@@ -111,6 +112,36 @@ CRASHING_MEMBER = textwrap.dedent(
     """
     % SESSION_MS
 )
+
+
+def test_a_group_takes_up_partitions_added_while_it_runs(start_broker, topic):
+    broker = start_broker(GROUP_CONFIG)
+    create_topic(broker.bootstrap, topic, partitions=2)
+    produce_values(broker.bootstrap, topic, [b"before-%d" % i for i in range(20)])
+    # librdkafka notices new partitions when it refreshes metadata (5 min by
+    # default); the leader then rejoins and the group is given all of them.
+    extra = {"topic.metadata.refresh.interval.ms": 1000}
+    consumers = {n: ck_consumer(broker.bootstrap, "grows", n, **extra) for n in ("c1", "c2")}
+    for c in consumers.values():
+        c.subscribe([topic])
+    seen = {}
+    poll_into(consumers, seen, 20)
+
+    fs = admin(broker.bootstrap).create_partitions([NewPartitions(topic, 4)])
+    fs[topic].result(timeout=30)
+    wait_until(
+        lambda: (poll_once(consumers, seen),
+                 sorted(p for c in consumers.values() for p in assigned(c)) == [0, 1, 2, 3])[1],
+        timeout=30,
+        what="the group assigned all 4 partitions",
+    )
+    reports = produce(producer(broker.bootstrap), topic,
+                      [{"partition": p, "value": b"after-%d" % p} for p in range(4)])
+    assert_delivered(reports)
+    poll_into(consumers, seen, 24)
+    assert {v for v in seen if v.startswith(b"after")} == {b"after-%d" % p for p in range(4)}
+    for c in consumers.values():
+        c.close()
 
 
 def test_a_member_that_dies_is_expired_and_its_partitions_move(start_broker, topic, tmp_path):

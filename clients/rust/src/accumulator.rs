@@ -307,6 +307,16 @@ impl Accumulator {
         }
     }
 
+    /// The topics whose partition counts are known.
+    pub(crate) fn topic_names(&self) -> Vec<String> {
+        let g = self.lock();
+        g.topics
+            .iter()
+            .filter(|t| !t.parts.is_empty())
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
     /// The partition count known for `topic`.
     pub(crate) fn partitions(&self, topic: &str) -> Option<usize> {
         let mut g = self.lock();

@@ -1,6 +1,6 @@
 //! Shared client state: bootstrap, broker connections and the metadata cache.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,10 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Pause before retrying a retriable error.
     pub retry_backoff: Duration,
+    /// How often producers and group leaders re-read the metadata of their
+    /// topics, to notice partitions added since (Kafka's
+    /// `metadata.max.age.ms`).
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ClientConfig {
@@ -34,11 +38,20 @@ impl Default for ClientConfig {
             client_id: "strom-client".to_string(),
             request_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
 
 impl ClientConfig {
+    /// When metadata read now is next due for a refresh (about 30 years
+    /// away for a `metadata_max_age` too large to add).
+    pub(crate) fn metadata_due(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        now.checked_add(self.metadata_max_age)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+    }
+
     /// A config for a comma-separated bootstrap list (`"a:9092,b:9092"`).
     pub fn new(bootstrap: &str) -> ClientConfig {
         ClientConfig {
@@ -250,6 +263,21 @@ impl Cluster {
             warn!(topic, code, attempt, "topic metadata not ready; retrying");
             tokio::time::sleep(self.config.retry_backoff).await;
         }
+    }
+
+    /// The partition count of each of `topics` the broker knows, fresh
+    /// from a Metadata request (topics it does not know are left out).
+    pub(crate) async fn partition_counts(
+        &self,
+        topics: &[String],
+    ) -> Result<BTreeMap<String, i32>> {
+        let md = self.metadata(Some(topics), false).await?;
+        Ok(md
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0)
+            .filter_map(|t| Some((t.name.as_ref()?.0.to_string(), t.partitions.len() as i32)))
+            .collect())
     }
 
     /// Forgets cached metadata of `topic` so the next use refreshes it.

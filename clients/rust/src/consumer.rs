@@ -137,6 +137,10 @@ struct Group {
     generation: i32,
     heartbeat: Option<JoinHandle<()>>,
     rejoin: Arc<AtomicBool>,
+    /// As the leader: the group's topics and the partition counts this
+    /// member's assignment was computed from, and when to check them again.
+    assigned_from: Option<(Vec<String>, BTreeMap<String, i32>)>,
+    next_metadata_check: Instant,
 }
 
 /// A consumer. Not shared between tasks: it owns its positions.
@@ -215,6 +219,8 @@ impl Consumer {
             generation: -1,
             heartbeat: None,
             rejoin: Arc::new(AtomicBool::new(true)),
+            assigned_from: None,
+            next_metadata_check: Instant::now(),
         });
         Ok(())
     }
@@ -295,6 +301,7 @@ impl Consumer {
 
     /// One round: group upkeep, positions, one fetch into the buffer.
     async fn poll_once(&mut self) -> Result<()> {
+        self.check_partition_counts().await;
         self.ensure_group().await?;
         self.maybe_auto_commit().await;
         self.resolve_positions().await?;
@@ -522,6 +529,34 @@ impl Consumer {
         Ok(conn)
     }
 
+    /// As the group's leader, every `metadata_max_age`: re-reads the
+    /// partition counts the assignment was computed from and rejoins if one
+    /// changed, so partitions added since (CreatePartitions) are assigned,
+    /// as Kafka's leaders do. A failed check is retried at the next one.
+    async fn check_partition_counts(&mut self) {
+        let Some(g) = self.group.as_mut() else {
+            return;
+        };
+        if g.assigned_from.is_none()
+            || Instant::now() < g.next_metadata_check
+            || g.rejoin.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        g.next_metadata_check = self.config.client.metadata_due();
+        let Some((topics, counts)) = &g.assigned_from else {
+            return;
+        };
+        match self.cluster.partition_counts(topics).await {
+            Ok(fresh) if fresh != *counts => {
+                info!(group = %g.id, before = ?counts, now = ?fresh, "partition counts changed; rejoining");
+                g.rejoin.store(true, Ordering::SeqCst);
+            }
+            Ok(_) => {}
+            Err(e) => debug!(cause = %e, "partition count check failed"),
+        }
+    }
+
     /// Joins (or rejoins) the group when needed.
     async fn ensure_group(&mut self) -> Result<()> {
         let needs = self
@@ -607,6 +642,7 @@ impl Consumer {
             .unwrap_or_default();
         info!(group = %group_id, generation = g.generation, member = %g.member_id, leader = %joined.leader.as_str(), protocol = %protocol, "joined group");
         let mut assignments = Vec::new();
+        g.assigned_from = None;
         if joined.leader.as_str() == g.member_id {
             let assignor = Assignor::from_name(&protocol).ok_or_else(|| {
                 Error::Protocol(format!("group chose unknown assignor {protocol:?}"))
@@ -620,15 +656,8 @@ impl Consumer {
             }
             let topics: BTreeSet<String> = members.values().flatten().cloned().collect();
             let topics: Vec<String> = topics.into_iter().collect();
-            let md = self.cluster.metadata(Some(&topics), false).await?;
-            let mut counts = BTreeMap::new();
-            for t in &md.topics {
-                if t.error_code == 0 {
-                    if let Some(n) = &t.name {
-                        counts.insert(n.0.to_string(), t.partitions.len() as i32);
-                    }
-                }
-            }
+            let counts = self.cluster.partition_counts(&topics).await?;
+            g.next_metadata_check = self.config.client.metadata_due();
             for (member, tps) in assignor.assign(&members, &counts) {
                 assignments.push(
                     SyncGroupRequestAssignment::default()
@@ -636,6 +665,7 @@ impl Consumer {
                         .with_assignment(assignor::encode_assignment(&tps)?),
                 );
             }
+            g.assigned_from = Some((topics, counts));
         }
         let g = self.group.as_mut().expect("group");
         let req = SyncGroupRequest::default()

@@ -182,6 +182,7 @@ impl Producer {
             queue_capacity: config.queue_capacity,
         }));
         let queue_capacity = config.queue_capacity;
+        let next_refresh = config.client.metadata_due();
         let task = ProducerTask {
             cluster: cluster.clone(),
             config,
@@ -190,6 +191,7 @@ impl Producer {
             answers: FuturesUnordered::new(),
             parts: HashMap::default(),
             in_flight: 0,
+            next_refresh,
         };
         Ok(Producer {
             acc,
@@ -357,6 +359,8 @@ struct ProducerTask {
     /// Topic -> partition index -> state.
     parts: HashMap<String, Vec<PartState>, FxBuild>,
     in_flight: usize,
+    /// When the known topics' partition counts are read again.
+    next_refresh: Instant,
 }
 
 impl ProducerTask {
@@ -391,16 +395,42 @@ impl ProducerTask {
                     return;
                 }
             }
-            let wake = match (drained.next_linger, self.next_backoff()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            if now >= self.next_refresh {
+                self.next_refresh = self.config.client.metadata_due();
+                self.refresh_partition_counts();
+            }
+            let wake = [drained.next_linger, self.next_backoff()]
+                .into_iter()
+                .flatten()
+                .fold(self.next_refresh, Instant::min);
             tokio::select! {
                 _ = self.acc.wake_task.notified() => {}
                 Some(done) = self.answers.next(), if !self.answers.is_empty() => self.complete(done),
-                _ = sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
+    }
+
+    /// Re-reads the partition counts of the topics produced to, in the
+    /// background, so keys and sticky batches spread over partitions added
+    /// since (CreatePartitions), as Kafka's producers do every
+    /// `metadata.max.age.ms`. Counts only grow.
+    fn refresh_partition_counts(&self) {
+        let topics = self.acc.topic_names();
+        if topics.is_empty() {
+            return;
+        }
+        let (cluster, acc) = (self.cluster.clone(), self.acc.clone());
+        tokio::spawn(async move {
+            match cluster.partition_counts(&topics).await {
+                Ok(counts) => {
+                    for (topic, n) in counts {
+                        acc.set_partitions(&topic, n.max(0) as usize);
+                    }
+                }
+                Err(e) => debug!(cause = %e, "partition count refresh failed"),
+            }
+        });
     }
 
     fn part_mut(&mut self, tp: &TopicPartition) -> &mut PartState {
@@ -720,13 +750,6 @@ impl SendCtx {
             None => ProducerIds::NONE,
         };
         builder.seal(ids, self.compression)
-    }
-}
-
-async fn sleep_until(when: Option<Instant>) {
-    match when {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
