@@ -6,8 +6,9 @@
 //!   0  relativeOffset u32   base offset of a batch - segment base offset
 //!   4  position       u32   byte position of that batch in the .log file
 //! ```
-//! Entries are strictly increasing in both fields. The file is preallocated to
-//! `index_max_bytes` while its segment is active and trimmed to its entries
+//! Entries are strictly increasing in both fields. The file is preallocated
+//! (`LogConfig::index_prealloc_bytes`: what a full segment needs, at most
+//! `index_max_bytes`) while its segment is active and trimmed to its entries
 //! when the segment rolls or the log closes; after a crash the active
 //! segment's index is rebuilt from the log.
 

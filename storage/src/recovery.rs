@@ -100,7 +100,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
             if let Err(cause) = seg.load() {
                 warn!(path = %path.display(), %cause, "rebuilding indexes");
                 bad = seg
-                    .rebuild(config.index_max_bytes, interval)
+                    .rebuild(config.index_prealloc_bytes(), interval)
                     .map_err(io_error("rebuild indexes", &path))?;
                 if i + 1 < bases.len() {
                     seg.finish_indexes()
@@ -110,7 +110,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
             }
         } else {
             bad = seg
-                .rebuild(config.index_max_bytes, interval)
+                .rebuild(config.index_prealloc_bytes(), interval)
                 .map_err(io_error("recover segment", &path))?;
             // What was scanned is made durable so the recovery point can move.
             seg.file.sync_data().map_err(io_error("fdatasync", &path))?;
@@ -161,7 +161,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
     let last = segments.len() - 1;
     let active = &mut segments[last];
     active
-        .activate(config.index_max_bytes, map_len)
+        .activate(config.index_prealloc_bytes(), map_len)
         .map_err(io_error("activate segment", &active.log_path))?;
     let end = active.next_offset;
     let log_start = cp_start.clamp(segments[0].base, end);

@@ -57,7 +57,9 @@ pub(crate) struct AppendCtx {
 
 /// Blocks reserved ahead of the log end: measured (BENCHMARKS.md) to take
 /// page-cache appends from ~3 to ~5 GiB/s on ext4 by skipping delayed
-/// allocation; reservations under 1 MiB are not worth a syscall.
+/// allocation. The reservation grows with the segment, from 1 MiB (less is
+/// not worth a syscall) to 32 MiB, so thousands of quiet partitions do not
+/// hold 32 MiB of disk each.
 const RESERVE_AHEAD: u64 = 32 << 20;
 const RESERVE_MIN: u64 = 1 << 20;
 
@@ -179,12 +181,10 @@ impl Segment {
     }
 
     /// Gets the segment ready to take appends: indexes preallocated to
-    /// `index_max_bytes`, the log mapped `map_len` bytes ahead.
-    pub(crate) fn activate(&mut self, index_max_bytes: u32, map_len: u64) -> io::Result<()> {
-        self.index.file.preallocate(u64::from(index_max_bytes))?;
-        self.time_index
-            .file
-            .preallocate(u64::from(index_max_bytes))?;
+    /// `index_bytes` each, the log mapped `map_len` bytes ahead.
+    pub(crate) fn activate(&mut self, index_bytes: u32, map_len: u64) -> io::Result<()> {
+        self.index.file.preallocate(u64::from(index_bytes))?;
+        self.time_index.file.preallocate(u64::from(index_bytes))?;
         self.ensure_map(self.size + 1, map_len)
     }
 
@@ -232,7 +232,8 @@ impl Segment {
         self.ensure_map(need, ctx.map_len)
             .map_err(WriteFailure::RolledBack)?;
         if self.can_reserve && need > self.reserved_to {
-            let target = need.max((need + RESERVE_AHEAD).min(ctx.segment_bytes));
+            let ahead = self.size.clamp(RESERVE_MIN, RESERVE_AHEAD);
+            let target = need.max((need + ahead).min(ctx.segment_bytes));
             if target - self.size >= RESERVE_MIN {
                 match mmap::reserve(&self.file, self.size, target - self.size) {
                     Ok(()) => self.reserved_to = target,
@@ -418,15 +419,17 @@ impl Segment {
     /// Scans every batch (length, CRC-32C, dense offsets) and rebuilds both
     /// indexes. Returns where the first bad byte is and why, if any; the
     /// segment's state then covers only the batches before it.
+    /// The indexes get `index_bytes` each, or more if this segment is
+    /// larger than the current config expects (written under another one).
     pub(crate) fn rebuild(
         &mut self,
-        index_max_bytes: u32,
+        index_bytes: u32,
         interval: u64,
     ) -> io::Result<Option<(u64, String)>> {
-        self.index.file.preallocate(u64::from(index_max_bytes))?;
-        self.time_index
-            .file
-            .preallocate(u64::from(index_max_bytes))?;
+        let needed = self.size.checked_div(interval).map_or(0, |n| (n + 3) * 12);
+        let bytes = u64::from(index_bytes).max(needed);
+        self.index.file.preallocate(bytes)?;
+        self.time_index.file.preallocate(bytes)?;
         self.index.file.truncate_entries(0);
         self.time_index.file.truncate_entries(0);
         self.next_offset = self.base;

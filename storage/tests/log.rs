@@ -353,3 +353,62 @@ fn delete_records_moves_the_log_start_and_drops_whole_segments_below_it() {
         (end, end + 2)
     );
 }
+
+/// Disk a quiet partition holds: index files sized for what a segment can
+/// index (not `index_max_bytes` each), and a block reservation that starts
+/// at 1 MiB and grows with the segment.
+#[test]
+fn a_quiet_partition_holds_little_disk() {
+    use std::os::unix::fs::MetadataExt;
+    let cfg = LogConfig::default();
+    assert_eq!(
+        cfg.index_prealloc_bytes(),
+        ((1 << 30) / 4096 + 3) * 12 / 4096 * 4096 + 4096
+    );
+    let tiny = LogConfig {
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    assert_eq!(
+        tiny.index_prealloc_bytes(),
+        tiny.index_max_bytes,
+        "an entry per batch: the cap"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), cfg.clone()).unwrap();
+    log.append(&batch(1, 3, 100, 0)).unwrap();
+    let allocated = |ext: &str| {
+        let path = dir.path().join(format!("{:020}.{ext}", 0));
+        std::fs::metadata(path).unwrap().blocks() * 512
+    };
+    let prealloc = u64::from(cfg.index_prealloc_bytes());
+    assert!(
+        allocated("index") <= prealloc,
+        "index: {}",
+        allocated("index")
+    );
+    assert!(
+        allocated("timeindex") <= prealloc,
+        "timeindex: {}",
+        allocated("timeindex")
+    );
+    let log_blocks = allocated("log");
+    assert!(
+        log_blocks <= (1 << 20) + 8192,
+        "log file holds {log_blocks} bytes of blocks after one small append"
+    );
+    // A busy segment reserves further ahead (up to 32 MiB).
+    let big = batch(2, 900, 1000, 0);
+    for _ in 0..20 {
+        log.append(&big).unwrap();
+    }
+    let size = std::fs::metadata(dir.path().join(format!("{:020}.log", 0)))
+        .unwrap()
+        .len();
+    assert!(
+        allocated("log") > size + (2 << 20),
+        "reserved {} for {size} written",
+        allocated("log")
+    );
+}
