@@ -87,6 +87,9 @@ pub struct TopicsConfig {
     /// Partitions of auto-created topics and of CreateTopics with -1
     /// (`num.partitions`).
     pub num_partitions: i32,
+    /// Most partitions this broker holds, over all topics: creating topics
+    /// or partitions past it gets POLICY_VIOLATION.
+    pub max_partitions: i32,
 }
 
 impl Default for TopicsConfig {
@@ -94,6 +97,7 @@ impl Default for TopicsConfig {
         Self {
             auto_create: true,
             num_partitions: 1,
+            max_partitions: 4096,
         }
     }
 }
@@ -297,6 +301,12 @@ impl Config {
         if self.topics.num_partitions < 1 {
             return Err(bad("topics.num_partitions", "must be at least 1"));
         }
+        if self.topics.max_partitions < self.topics.num_partitions {
+            return Err(bad(
+                "topics.max_partitions",
+                "must be at least topics.num_partitions",
+            ));
+        }
         let log = &self.log;
         if log.segment_bytes < 1024 || log.segment_bytes > u32::MAX as u64 {
             return Err(bad("log.segment_bytes", "must be between 1 KiB and 4 GiB"));
@@ -470,6 +480,7 @@ mod tests {
             ("[log]\nsegment_bytes = \"lots\"", "segment_bytes"),
             ("[flush]\nmode = \"sometimes\"", "mode"),
             ("[topics]\nnum_partitions = 0", "topics.num_partitions"),
+            ("[topics]\nmax_partitions = 0", "topics.max_partitions"),
             ("[server]\nunknown_key = 1", "unknown_key"),
             ("[log]\nretention_time = \"soon\"", "retention_time"),
         ];

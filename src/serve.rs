@@ -57,8 +57,19 @@ impl ServeArgs {
     }
 }
 
+/// Every segment keeps three files open, so the soft limit on open files
+/// (often 1,024) would cap a broker at a few hundred partitions: it is
+/// raised to the hard limit, as Kafka's docs ask operators to do by hand.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open files limit"),
+        Err(e) => error!(cause = %e, "cannot raise the open files limit"),
+    }
+}
+
 /// Runs the broker until a termination signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let data_dir = config.server.data_dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config))
         .await?

@@ -11,9 +11,10 @@ use std::thread;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Client, TestBroker};
+use common::{partition_dirs, Client, TestBroker};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -397,6 +398,75 @@ fn a_full_disk_fails_produces_keeps_reads_and_recovers_when_space_frees() {
     broker.restart();
     assert_eq!(read_all(&mut broker.client(), "fill", 0).len(), stored + 1);
     broker.kill();
+}
+
+/// (error code, message) of a CreateTopics entry.
+fn try_create_topic(client: &mut Client, topic: &str, partitions: i32) -> (i16, String) {
+    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(name(topic))
+        .with_num_partitions(partitions)
+        .with_replication_factor(1)]);
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
+    let t = &response.topics[0];
+    let message = t.error_message.as_ref().map(|m| m.to_string());
+    (t.error_code, message.unwrap_or_default())
+}
+
+/// A topic whose partitions do not fit on the disk is refused with
+/// KAFKA_STORAGE_ERROR, and leaves neither dirs nor metadata behind: the
+/// broker restarts, and a topic that fits is created afterwards.
+#[test]
+fn a_topic_too_big_for_the_disk_is_refused_and_leaves_nothing_behind() {
+    let disk = SmallDisk::mount("16m");
+    let data = disk.dir.path().join("data");
+    // Each partition preallocates ~3 MiB per index file (1 GiB segments).
+    let mut broker = TestBroker::start_on(&data, "");
+    let mut client = broker.client();
+    let (code, message) = try_create_topic(&mut client, "huge", 8);
+    assert_eq!(code, 56, "KAFKA_STORAGE_ERROR: {message}");
+    assert!(partition_dirs(&data, "huge").is_empty());
+    drop(client);
+    broker.kill();
+    broker.restart();
+    let mut client = broker.client();
+    create_topic(&mut client, "fits", 1);
+    assert_eq!(produce_one(&mut client, "fits", 0, "v"), Some(0));
+    assert_eq!(try_create_topic(&mut client, "huge", 8).0, 56);
+    assert!(broker.is_running());
+    broker.kill();
+}
+
+/// `topics.max_partitions` caps what CreateTopics, auto-creation and
+/// CreatePartitions may add, with POLICY_VIOLATION.
+#[test]
+fn partitions_past_the_broker_limit_are_a_policy_violation() {
+    let mut broker = TestBroker::start_with_config(Some("[topics]\nmax_partitions = 5\n"));
+    let mut client = broker.client();
+    create_topic(&mut client, "a", 4);
+    let (code, message) = try_create_topic(&mut client, "b", 2);
+    assert_eq!(code, 44, "POLICY_VIOLATION: {message}");
+    assert!(message.contains("topics.max_partitions"), "{message}");
+    assert!(partition_dirs(&broker.data_dir(), "b").is_empty());
+    let grow = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name("a"))
+                .with_count(6),
+        ]);
+    let response: CreatePartitionsResponse = client.call(ApiKey::CreatePartitions, 3, &grow);
+    assert_eq!(response.results[0].error_code, 44);
+    create_topic(&mut client, "c", 1);
+    // Auto-creation is refused the same way: the topic stays unknown.
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("d")))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request);
+    assert_ne!(response.topics[0].error_code, 0);
+    assert!(partition_dirs(&broker.data_dir(), "d").is_empty());
+    assert!(broker.stop().success());
 }
 
 /// The error code of a single-record acks=all produce.

@@ -42,6 +42,9 @@ pub enum BrokerError {
     InvalidConfig(String),
     #[error("{0}")]
     InvalidRequest(String),
+    /// A broker limit (`topics.max_partitions`) refuses the request.
+    #[error("{0}")]
+    PolicyViolation(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Stored bytes failed their CRC on the way out.
@@ -298,7 +301,26 @@ impl Broker {
         if self.topic(&new.name).is_some() {
             return Err(BrokerError::TopicAlreadyExists(new.name.clone()));
         }
+        self.check_partition_budget(partitions)?;
         Ok((partitions, configs))
+    }
+
+    /// Refuses `adding` partitions that would take the broker past
+    /// `topics.max_partitions`.
+    fn check_partition_budget(&self, adding: i32) -> Result<(), BrokerError> {
+        let held: i64 = self
+            .topics()
+            .iter()
+            .map(|t| t.partitions.len() as i64)
+            .sum();
+        let max = i64::from(self.config.topics.max_partitions);
+        if held + i64::from(adding) > max {
+            return Err(BrokerError::PolicyViolation(format!(
+                "{adding} more partition(s) would exceed topics.max_partitions = {max} \
+                 (the broker holds {held})"
+            )));
+        }
+        Ok(())
     }
 
     /// Creates a topic: metadata first (durably), then its partition logs.
@@ -313,10 +335,19 @@ impl Broker {
             partitions,
             configs,
         };
+        // Partitions before metadata: if one cannot be created (a full
+        // disk), the rest are removed and the metadata never names the
+        // topic, so no restart trips over it. A crash in between leaves
+        // dirs the next topic of this name clears.
+        let topic = Self::open_topic(&self.config, &self.data_dir, &record)
+            .map_err(|e| self.undo_partitions(&new.name, 0..partitions, e))?;
         let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| t.record()).collect();
         records.push(record.clone());
-        store.save(records)?;
-        let topic = Arc::new(Self::open_topic(&self.config, &self.data_dir, &record)?);
+        if let Err(e) = store.save(records) {
+            drop(topic);
+            return Err(self.undo_partitions(&new.name, 0..partitions, e.into()));
+        }
+        let topic = Arc::new(topic);
         self.install(topic.clone())?;
         info!(topic = %new.name, partitions, "topic created");
         Ok(topic)
@@ -443,23 +474,34 @@ impl Broker {
                 "topic {name} has {current} partitions and can only grow; {count} is not more"
             )));
         }
+        self.check_partition_budget(count - current)?;
         if validate_only {
             return Ok(());
         }
         self.remove_leftover_dirs(name, current..count)?;
-        let record = TopicRecord {
-            partitions: count,
-            ..topic.record()
-        };
-        self.save_replacing(&store, record)?;
         let log_config = topic
             .configs
             .log_config(&self.config.log)
             .map_err(BrokerError::InvalidConfig)?;
+        // New partitions before metadata, as in create_topic.
         let mut partitions = topic.partitions.clone();
         for i in current..count {
             let dir = Self::partition_dir(&self.data_dir, name, i);
-            partitions.push(Arc::new(Partition::open(i, dir, log_config.clone())?));
+            match Partition::open(i, dir, log_config.clone()) {
+                Ok(p) => partitions.push(Arc::new(p)),
+                Err(e) => {
+                    drop(partitions);
+                    return Err(self.undo_partitions(name, current..count, e));
+                }
+            }
+        }
+        let record = TopicRecord {
+            partitions: count,
+            ..topic.record()
+        };
+        if let Err(e) = self.save_replacing(&store, record) {
+            drop(partitions);
+            return Err(self.undo_partitions(name, current..count, e));
         }
         self.install(Arc::new(Topic {
             name: topic.name.clone(),
@@ -504,6 +546,27 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// After a failed creation: removes the dirs of partitions `range` of
+    /// `name` (their logs are closed by now) and returns `cause`, the error
+    /// to report.
+    fn undo_partitions(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+        cause: BrokerError,
+    ) -> BrokerError {
+        for i in range {
+            let dir = Self::partition_dir(&self.data_dir, name, i);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    error!(dir = %dir.display(), cause = %e, "removing a partition dir after a failed creation failed");
+                }
+            }
+        }
+        warn!(topic = %name, cause = %cause, "partition creation failed; removed what it created");
+        cause
     }
 
     /// Saves every topic's record, with `record` in place of its topic's.

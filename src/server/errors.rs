@@ -17,6 +17,7 @@ pub fn kafka_error(e: &BrokerError) -> ResponseError {
         BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
         BrokerError::CorruptLog(_) => ResponseError::CorruptMessage,
         BrokerError::Storage(s) => match s {
             StorageError::CorruptBatch { .. } => ResponseError::CorruptMessage,

@@ -1,6 +1,8 @@
 //! CreatePartitions: raises a topic's partition count (`kafka-topics
 //! --alter --partitions`, `strom topics alter --partitions`).
 
+use std::collections::HashMap;
+
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -15,18 +17,17 @@ use crate::server::Context;
 /// Blocking: creates partition directories.
 pub fn handle(ctx: &Context, req: &Request) -> Result<Reply, CloseReason> {
     let request: CreatePartitionsRequest = req.decode()?;
+    // Kafka refuses a topic named twice in one request, both times.
+    let mut named: HashMap<&str, usize> = HashMap::new();
+    for topic in &request.topics {
+        *named.entry(topic.name.0.as_str()).or_default() += 1;
+    }
     let results = request
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.0.as_str();
-            // Kafka refuses a topic named twice in one request, both times.
-            let named = request
-                .topics
-                .iter()
-                .filter(|t| t.name == topic.name)
-                .count();
-            let outcome = if named > 1 {
+            let outcome = if named[name] > 1 {
                 Err((
                     ResponseError::InvalidRequest.code(),
                     format!("topic {name} appears more than once in the request"),
