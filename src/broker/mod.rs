@@ -323,8 +323,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Creates a topic: metadata first (durably), then its partition logs.
-    /// Blocking: call from a blocking context.
+    /// Creates a topic: its partition logs first, then the metadata
+    /// (durably) that names it. Blocking: call from a blocking context.
     pub fn create_topic(&self, new: &NewTopic) -> Result<Arc<Topic>, BrokerError> {
         let store = self.lock_store()?;
         let (partitions, configs) = self.validate_new_topic(new)?;
@@ -454,10 +454,11 @@ impl Broker {
 
     /// Raises a topic's partition count to `count` (CreatePartitions). The
     /// count can only grow; existing partitions and their data stay as they
-    /// are, so keys may map to other partitions from now on. The metadata is
-    /// saved durably before the new partitions' logs are created (a crash in
-    /// between creates them on the next start). With `validate_only`,
-    /// nothing changes. Blocking: call from a blocking context.
+    /// are, so keys may map to other partitions from now on. The new
+    /// partitions' logs are created before the metadata (saved durably)
+    /// counts them; if one fails, the others are removed. With
+    /// `validate_only`, nothing changes. Blocking: call from a blocking
+    /// context.
     pub fn create_partitions(
         &self,
         name: &str,
