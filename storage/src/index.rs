@@ -7,7 +7,7 @@
 //!   4  position       u32   byte position of that batch in the .log file
 //! ```
 //! Entries are strictly increasing in both fields. The file is preallocated
-//! (`LogConfig::index_prealloc_bytes`: what a full segment needs, at most
+//! (`LogConfig::index_entries`: what a full segment needs, at most
 //! `index_max_bytes`) while its segment is active and trimmed to its entries
 //! when the segment rolls or the log closes; after a crash the active
 //! segment's index is rebuilt from the log.
@@ -58,9 +58,15 @@ impl IndexFile {
         &self.path
     }
 
-    /// Grows the file (with allocated blocks) to hold `bytes` worth of entries
-    /// and maps all of it; entries already present are kept.
-    pub(crate) fn preallocate(&mut self, bytes: u64) -> io::Result<()> {
+    /// Grows the file (with allocated blocks) to hold `entries` entries, in
+    /// whole pages but at most `max_bytes`, and maps all of it; entries
+    /// already present are kept.
+    pub(crate) fn preallocate(&mut self, entries: u64, max_bytes: u64) -> io::Result<()> {
+        let bytes = entries
+            .saturating_mul(self.entry_size as u64)
+            .div_ceil(4096)
+            .saturating_mul(4096)
+            .min(max_bytes);
         let want = (bytes as usize / self.entry_size).max(self.entries) * self.entry_size;
         if self.map.as_ref().map_or(0, |m| m.len()) == want {
             return Ok(());

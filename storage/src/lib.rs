@@ -142,24 +142,18 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// Bytes preallocated for each index file of the active segment: room
-    /// for every entry a full segment can get (one per
-    /// `index_interval_bytes`, plus the first and the closing time entry),
-    /// at most `index_max_bytes`. The blocks are allocated for real (writes
-    /// through the maps must not meet a full disk), so the defaults take
-    /// 2 + 3 MiB per partition instead of 2 x 10 MiB. Should the index fill
-    /// up anyway (segment.bytes raised later), the segment rolls.
-    pub fn index_prealloc_bytes(&self) -> u32 {
-        const ENTRY: u64 = 12; // the larger entry: the time index's
-        let entries = self
-            .segment_bytes
+    /// Index entries a segment of `segment_size` bytes can get: one per
+    /// `index_interval_bytes`, plus the first and the closing time entry.
+    /// Each index file of the active segment is preallocated for this many
+    /// entries of its own size, at most `index_max_bytes` (the blocks are
+    /// allocated for real, since writes through the maps must not meet a
+    /// full disk): 2 + 3 MiB with the defaults instead of 2 x 10 MiB. Should
+    /// an index fill up anyway (segment.bytes raised later), the segment
+    /// rolls.
+    pub fn index_entries(&self, segment_size: u64) -> u64 {
+        segment_size
             .checked_div(u64::from(self.index_interval_bytes))
-            .map_or(u64::MAX, |n| n.saturating_add(3));
-        let bytes = entries
-            .saturating_mul(ENTRY)
-            .div_ceil(4096)
-            .saturating_mul(4096);
-        bytes.min(u64::from(self.index_max_bytes)) as u32
+            .map_or(u64::MAX, |n| n.saturating_add(3))
     }
 }
 

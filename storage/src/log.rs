@@ -155,7 +155,7 @@ impl Log {
             Ok(s) => s,
             Err(e) => return Err(io_error("create segment", &dir)(e)),
         };
-        if let Err(e) = new.activate(self.config.index_prealloc_bytes(), self.map_len()) {
+        if let Err(e) = new.activate(&self.config, self.map_len()) {
             let path = new.log_path.clone();
             if let Err(cleanup) = new.delete_files() {
                 error!(path = %path.display(), cause = %cleanup, "removing a half-made segment failed");
@@ -348,14 +348,14 @@ impl Log {
             }
         }
         let map_len = self.map_len();
-        let index_max = self.config.index_prealloc_bytes();
+        let config = self.config.clone();
         let seg = self.active_mut();
         let path = seg.log_path.clone();
         if offset < seg.next_offset {
             seg.truncate_to(offset, map_len)
                 .map_err(io_error("truncate", &path))?;
         }
-        seg.activate(index_max, map_len)
+        seg.activate(&config, map_len)
             .map_err(io_error("activate segment", &path))?;
         let end = seg.next_offset;
         let base = seg.base;

@@ -89,7 +89,6 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
         bases.partition_point(|&b| b <= point).saturating_sub(1)
     };
 
-    let interval = u64::from(config.index_interval_bytes);
     let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
     for (i, &base) in bases.iter().enumerate() {
         let mut seg = Segment::open(dir, base, false).map_err(io_error("open segment", dir))?;
@@ -100,7 +99,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
             if let Err(cause) = seg.load() {
                 warn!(path = %path.display(), %cause, "rebuilding indexes");
                 bad = seg
-                    .rebuild(config.index_prealloc_bytes(), interval)
+                    .rebuild(&config)
                     .map_err(io_error("rebuild indexes", &path))?;
                 if i + 1 < bases.len() {
                     seg.finish_indexes()
@@ -110,7 +109,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
             }
         } else {
             bad = seg
-                .rebuild(config.index_prealloc_bytes(), interval)
+                .rebuild(&config)
                 .map_err(io_error("recover segment", &path))?;
             // What was scanned is made durable so the recovery point can move.
             seg.file.sync_data().map_err(io_error("fdatasync", &path))?;
@@ -161,7 +160,7 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Log> {
     let last = segments.len() - 1;
     let active = &mut segments[last];
     active
-        .activate(config.index_prealloc_bytes(), map_len)
+        .activate(&config, map_len)
         .map_err(io_error("activate segment", &active.log_path))?;
     let end = active.next_offset;
     let log_start = cp_start.clamp(segments[0].base, end);

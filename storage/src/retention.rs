@@ -47,6 +47,11 @@ impl Log {
     /// `OffsetOutOfRange`; one at or below the current start changes
     /// nothing. Returns the log start, durable when this returns.
     pub fn delete_records_before(&mut self, offset: Offset) -> Result<Offset> {
+        if self.is_offline() {
+            return Err(StorageError::Offline {
+                path: self.dir.clone(),
+            });
+        }
         let log_end = self.log_end_offset();
         let offset = if offset == -1 { log_end } else { offset };
         if !(0..=log_end).contains(&offset) {
@@ -68,8 +73,13 @@ impl Log {
     /// start is checkpointed before any file is unlinked, so a crash in
     /// between finishes the job on open. Returns segments deleted.
     fn advance_log_start(&mut self, start: Offset) -> Result<usize> {
-        self.log_start = self.log_start.max(start);
-        self.write_checkpoint()?;
+        let before = self.log_start;
+        self.log_start = before.max(start);
+        if let Err(e) = self.write_checkpoint() {
+            // Not durable, so not in effect: the records stay readable.
+            self.log_start = before;
+            return Err(e);
+        }
         let n = self
             .segments
             .windows(2)

@@ -22,7 +22,7 @@ use crate::batch::{self, BatchHeader, BatchIter};
 use crate::index::OffsetIndex;
 use crate::mmap;
 use crate::time_index::TimeIndex;
-use crate::Offset;
+use crate::{LogConfig, Offset};
 
 /// `<dir>/<base:020>.<ext>`.
 pub(crate) fn file_path(dir: &Path, base: Offset, ext: &str) -> PathBuf {
@@ -180,12 +180,21 @@ impl Segment {
         Ok(())
     }
 
-    /// Gets the segment ready to take appends: indexes preallocated to
-    /// `index_bytes` each, the log mapped `map_len` bytes ahead.
-    pub(crate) fn activate(&mut self, index_bytes: u32, map_len: u64) -> io::Result<()> {
-        self.index.file.preallocate(u64::from(index_bytes))?;
-        self.time_index.file.preallocate(u64::from(index_bytes))?;
+    /// Gets the segment ready to take appends: indexes preallocated (see
+    /// [`Segment::preallocate_indexes`]), the log mapped `map_len` bytes ahead.
+    pub(crate) fn activate(&mut self, config: &LogConfig, map_len: u64) -> io::Result<()> {
+        self.preallocate_indexes(config)?;
         self.ensure_map(self.size + 1, map_len)
+    }
+
+    /// Preallocates both indexes for every entry a segment can get: a full
+    /// one under `config`, or this one if it is larger (written under
+    /// another config), each at most `index_max_bytes`.
+    fn preallocate_indexes(&mut self, config: &LogConfig) -> io::Result<()> {
+        let entries = config.index_entries(self.size.max(config.segment_bytes));
+        let max = u64::from(config.index_max_bytes);
+        self.index.file.preallocate(entries, max)?;
+        self.time_index.file.preallocate(entries, max)
     }
 
     /// Records index entries for a batch written at `position`.
@@ -419,17 +428,9 @@ impl Segment {
     /// Scans every batch (length, CRC-32C, dense offsets) and rebuilds both
     /// indexes. Returns where the first bad byte is and why, if any; the
     /// segment's state then covers only the batches before it.
-    /// The indexes get `index_bytes` each, or more if this segment is
-    /// larger than the current config expects (written under another one).
-    pub(crate) fn rebuild(
-        &mut self,
-        index_bytes: u32,
-        interval: u64,
-    ) -> io::Result<Option<(u64, String)>> {
-        let needed = self.size.checked_div(interval).map_or(0, |n| (n + 3) * 12);
-        let bytes = u64::from(index_bytes).max(needed);
-        self.index.file.preallocate(bytes)?;
-        self.time_index.file.preallocate(bytes)?;
+    pub(crate) fn rebuild(&mut self, config: &LogConfig) -> io::Result<Option<(u64, String)>> {
+        let interval = u64::from(config.index_interval_bytes);
+        self.preallocate_indexes(config)?;
         self.index.file.truncate_entries(0);
         self.time_index.file.truncate_entries(0);
         self.next_offset = self.base;

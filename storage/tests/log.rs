@@ -361,18 +361,16 @@ fn delete_records_moves_the_log_start_and_drops_whole_segments_below_it() {
 fn a_quiet_partition_holds_little_disk() {
     use std::os::unix::fs::MetadataExt;
     let cfg = LogConfig::default();
-    assert_eq!(
-        cfg.index_prealloc_bytes(),
-        ((1 << 30) / 4096 + 3) * 12 / 4096 * 4096 + 4096
-    );
-    let tiny = LogConfig {
+    let entries = (1 << 30) / 4096 + 3;
+    assert_eq!(cfg.index_entries(cfg.segment_bytes), entries);
+    let every_batch = LogConfig {
         index_interval_bytes: 0,
         ..LogConfig::default()
     };
     assert_eq!(
-        tiny.index_prealloc_bytes(),
-        tiny.index_max_bytes,
-        "an entry per batch: the cap"
+        every_batch.index_entries(1 << 30),
+        u64::MAX,
+        "capped by index_max_bytes"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -382,17 +380,9 @@ fn a_quiet_partition_holds_little_disk() {
         let path = dir.path().join(format!("{:020}.{ext}", 0));
         std::fs::metadata(path).unwrap().blocks() * 512
     };
-    let prealloc = u64::from(cfg.index_prealloc_bytes());
-    assert!(
-        allocated("index") <= prealloc,
-        "index: {}",
-        allocated("index")
-    );
-    assert!(
-        allocated("timeindex") <= prealloc,
-        "timeindex: {}",
-        allocated("timeindex")
-    );
+    let pages = |bytes: u64| bytes.div_ceil(4096) * 4096;
+    assert_eq!(allocated("index"), pages(entries * 8), "offset index");
+    assert_eq!(allocated("timeindex"), pages(entries * 12), "time index");
     let log_blocks = allocated("log");
     assert!(
         log_blocks <= (1 << 20) + 8192,
@@ -411,4 +401,36 @@ fn a_quiet_partition_holds_little_disk() {
         "reserved {} for {size} written",
         allocated("log")
     );
+}
+
+/// A rebuild after a crash sizes the indexes for the segment it finds, and
+/// still never past `index_max_bytes` (an interval of 1 byte asks for an
+/// entry per batch).
+#[test]
+fn rebuilt_indexes_stay_within_index_max_bytes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        index_interval_bytes: 1,
+        index_max_bytes: 16 << 10,
+        ..LogConfig::default()
+    };
+    let mut log = Log::open(dir.path(), cfg.clone()).unwrap();
+    for i in 0..400 {
+        log.append(&batch(i, 2, 200, 0)).unwrap();
+    }
+    drop(log); // no close: the reopen rebuilds the active segment's indexes
+    let log = Log::open(dir.path(), cfg.clone()).unwrap();
+    for ext in ["index", "timeindex"] {
+        let path = dir.path().join(format!("{:020}.{ext}", 0));
+        let meta = std::fs::metadata(path).unwrap();
+        assert!(meta.len() <= 16 << 10, "{ext}: {} bytes", meta.len());
+        assert!(
+            meta.blocks() * 512 <= 16 << 10,
+            "{ext}: {} bytes of blocks",
+            meta.blocks() * 512
+        );
+    }
+    assert_eq!(log.log_end_offset(), 800);
 }
