@@ -225,6 +225,16 @@ fn topics_alter_partitions_and_delete_records() {
         .failure()
         .stderr(predicate::str::contains("OffsetOutOfRange"));
 
+    // Over every partition, one too short fails but the others are done,
+    // and every partition is reported.
+    strom(&broker)
+        .args(["topics", "delete-records", "trim", "--before", "4"])
+        .assert()
+        .failure()
+        .stdout(predicate::str::is_match(r"(?m)^\s*0\s+4\s*$").unwrap())
+        .stdout(predicate::str::contains("OffsetOutOfRange"))
+        .stderr(predicate::str::contains("OffsetOutOfRange"));
+
     // `end` on every partition empties the topic.
     json(
         &broker,

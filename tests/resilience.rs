@@ -464,7 +464,7 @@ fn partitions_past_the_broker_limit_are_a_policy_violation() {
         ]))
         .with_allow_auto_topic_creation(true);
     let response: MetadataResponse = client.call(ApiKey::Metadata, 9, &request);
-    assert_ne!(response.topics[0].error_code, 0);
+    assert_eq!(response.topics[0].error_code, 44, "POLICY_VIOLATION");
     assert!(partition_dirs(&broker.data_dir(), "d").is_empty());
     assert!(broker.stop().success());
 }

@@ -530,9 +530,20 @@ fn create_partitions_grows_topics_and_refuses_what_it_cannot_do() {
     );
     let codes: Vec<i16> = results.iter().map(|r| r.1).collect();
     assert_eq!(codes, vec![INVALID_PARTITIONS, INVALID_REPLICA_ASSIGNMENT]);
-    // validate_only checks and changes nothing; an assignment to broker 0 is fine.
+    // validate_only checks and changes nothing; an assignment to broker 0 is
+    // fine when there is one per new partition.
     let results = create_partitions(&mut client, 3, vec![grow("twice", 6)], true);
     assert_eq!(results[0].1, NONE);
+    let results = create_partitions(
+        &mut client,
+        3,
+        vec![grow("grow", 5).with_assignments(Some(vec![on(&[0])]))],
+        false,
+    );
+    assert_eq!(
+        results[0].1, INVALID_REPLICA_ASSIGNMENT,
+        "1 assignment for 2"
+    );
     let results = create_partitions(
         &mut client,
         3,

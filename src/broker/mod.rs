@@ -343,9 +343,13 @@ impl Broker {
             .map_err(|e| self.undo_partitions(&new.name, 0..partitions, e))?;
         let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| t.record()).collect();
         records.push(record.clone());
-        if let Err(e) = store.save(records) {
+        // The new dirs' entries are durable before the metadata names them.
+        let saved = metadata::sync_dir(&self.data_dir)
+            .map_err(BrokerError::from)
+            .and_then(|()| Ok(store.save(records)?));
+        if let Err(e) = saved {
             drop(topic);
-            return Err(self.undo_partitions(&new.name, 0..partitions, e.into()));
+            return Err(self.undo_partitions(&new.name, 0..partitions, e));
         }
         let topic = Arc::new(topic);
         self.install(topic.clone())?;
@@ -500,7 +504,10 @@ impl Broker {
             partitions: count,
             ..topic.record()
         };
-        if let Err(e) = self.save_replacing(&store, record) {
+        let saved = metadata::sync_dir(&self.data_dir)
+            .map_err(BrokerError::from)
+            .and_then(|()| self.save_replacing(&store, record));
+        if let Err(e) = saved {
             drop(partitions);
             return Err(self.undo_partitions(name, current..count, e));
         }

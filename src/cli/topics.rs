@@ -187,6 +187,9 @@ async fn list(admin: &Admin, format: Format) -> strom_client::Result<()> {
     Ok(())
 }
 
+/// Each partition is asked on its own, so one whose end is below `before`
+/// (OFFSET_OUT_OF_RANGE) does not hide what the others did: every
+/// partition gets a row, and any failure makes the command fail.
 async fn delete_records(
     admin: &Admin,
     name: &str,
@@ -203,30 +206,44 @@ async fn delete_records(
             .flat_map(|t| t.partitions.iter().map(|p| p.partition))
             .collect(),
     };
-    let request = partitions
-        .iter()
-        .map(|&p| (TopicPartition::new(name, p), before))
-        .collect();
-    let starts = admin.delete_records(&request).await?;
+    let mut rows = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        let tp = TopicPartition::new(name, p);
+        let result = admin
+            .delete_records(&std::collections::BTreeMap::from([(tp.clone(), before)]))
+            .await
+            .map(|starts| starts.get(&tp).copied().unwrap_or(-1));
+        rows.push((p, result));
+    }
     match format {
         Format::Json => {
-            let v: Vec<_> = starts
+            let v: Vec<_> = rows
                 .iter()
-                .map(|(tp, start)| json!({"partition": tp.partition, "log_start_offset": start}))
+                .map(|(p, r)| match r {
+                    Ok(start) => json!({"partition": p, "log_start_offset": start}),
+                    Err(e) => json!({"partition": p, "error": e.to_string()}),
+                })
                 .collect();
             output::print_json(&json!({ "topic": name, "partitions": v }))
                 .map_err(|e| io_err(e.to_string()))?;
         }
         Format::Table => {
-            let mut t = output::table(&["partition", "log start"]);
-            for (tp, start) in &starts {
-                t.add_row(vec![tp.partition.to_string(), start.to_string()]);
+            let mut t = output::table(&["partition", "log start", "error"]);
+            for (p, r) in &rows {
+                let (start, error) = match r {
+                    Ok(start) => (start.to_string(), String::new()),
+                    Err(e) => ("-".to_string(), e.to_string()),
+                };
+                t.add_row(vec![p.to_string(), start, error]);
             }
             output::align_right(&mut t, &[0, 1]);
             output::print_table(&t);
         }
     }
-    Ok(())
+    match rows.into_iter().find_map(|(_, r)| r.err()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 fn io_err(msg: String) -> strom_client::Error {

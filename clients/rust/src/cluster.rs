@@ -27,7 +27,7 @@ pub struct ClientConfig {
     pub retry_backoff: Duration,
     /// How often producers and group leaders re-read the metadata of their
     /// topics, to notice partitions added since (Kafka's
-    /// `metadata.max.age.ms`).
+    /// `metadata.max.age.ms`; at least 100 ms).
     pub metadata_max_age: Duration,
 }
 
@@ -44,11 +44,13 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// When metadata read now is next due for a refresh (about 30 years
-    /// away for a `metadata_max_age` too large to add).
+    /// When metadata read now is next due for a refresh: `metadata_max_age`
+    /// from now, but at least 100 ms (a zero must not spin the producer
+    /// task), and about 30 years away for an age too large to add.
     pub(crate) fn metadata_due(&self) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        now.checked_add(self.metadata_max_age)
+        let age = self.metadata_max_age.max(Duration::from_millis(100));
+        now.checked_add(age)
             .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
     }
 

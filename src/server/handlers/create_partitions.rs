@@ -33,7 +33,8 @@ pub fn handle(ctx: &Context, req: &Request) -> Result<Reply, CloseReason> {
                     format!("topic {name} appears more than once in the request"),
                 ))
             } else {
-                check_assignments(topic).and_then(|()| {
+                let current = ctx.broker.topic(name).map(|t| t.partitions.len() as i32);
+                check_assignments(topic, current).and_then(|()| {
                     ctx.broker
                         .create_partitions(name, topic.count, request.validate_only)
                         .map_err(|e| code_and_message(&e))
@@ -54,12 +55,26 @@ pub fn handle(ctx: &Context, req: &Request) -> Result<Reply, CloseReason> {
 }
 
 /// Manual assignments of the new partitions are accepted when they are the
-/// only one possible on one broker: each new partition on broker 0 alone.
-fn check_assignments(topic: &CreatePartitionsTopic) -> Result<(), (i16, String)> {
-    let Some(assignments) = &topic.assignments else {
+/// only one possible on one broker: one per new partition (of a topic that
+/// has `current` now, if it exists), each on broker 0 alone.
+fn check_assignments(
+    topic: &CreatePartitionsTopic,
+    current: Option<i32>,
+) -> Result<(), (i16, String)> {
+    // Null (what clients send without a manual assignment) or empty: none.
+    let Some(assignments) = topic.assignments.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(());
     };
     let bad = |message: String| Err((ResponseError::InvalidReplicaAssignment.code(), message));
+    if let Some(current) = current.filter(|&c| topic.count > c) {
+        let new = topic.count - current;
+        if assignments.len() as i64 != i64::from(new) {
+            return bad(format!(
+                "{} assignment(s) for {new} new partition(s)",
+                assignments.len()
+            ));
+        }
+    }
     if assignments
         .iter()
         .any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != 0)
