@@ -62,7 +62,10 @@ impl ServeArgs {
 /// raised to the hard limit, as Kafka's docs ask operators to do by hand.
 fn raise_open_files_limit() {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => info!(limit, "open files limit"),
+        Ok(limit) => info!(
+            max_open_files = limit,
+            "open files limit raised to the hard limit"
+        ),
         Err(e) => error!(cause = %e, "cannot raise the open files limit"),
     }
 }
