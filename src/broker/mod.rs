@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use strom_storage::{FlushMode, StorageError};
+use strom_storage::{FlushMode, LogConfig, StorageError};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -215,16 +215,8 @@ impl Broker {
             .configs
             .log_config(&config.log)
             .map_err(BrokerError::InvalidConfig)?;
-        let partitions = (0..record.partitions)
-            .map(|i| {
-                Partition::open(
-                    i,
-                    Self::partition_dir(data_dir, &record.name, i),
-                    log_config.clone(),
-                )
-                .map(Arc::new)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let partitions =
+            Self::open_partitions(data_dir, &record.name, 0..record.partitions, &log_config)?;
         let id = uuid::Uuid::parse_str(&record.id).map_err(|e| {
             BrokerError::Internal(format!("topic {} has a bad id: {e}", record.name))
         })?;
@@ -234,6 +226,21 @@ impl Broker {
             configs: record.configs.clone(),
             partitions,
         })
+    }
+
+    /// Opens (creating if missing) partitions `range` of topic `name`.
+    fn open_partitions(
+        data_dir: &Path,
+        name: &str,
+        range: std::ops::Range<i32>,
+        log_config: &LogConfig,
+    ) -> Result<Vec<Arc<Partition>>, BrokerError> {
+        range
+            .map(|i| {
+                let dir = Self::partition_dir(data_dir, name, i);
+                Partition::open(i, dir, log_config.clone()).map(Arc::new)
+            })
+            .collect()
     }
 
     /// The metadata store, which also serializes topic creation, deletion
@@ -343,14 +350,8 @@ impl Broker {
             .map_err(|e| self.undo_partitions(&new.name, 0..partitions, e))?;
         let mut records: Vec<TopicRecord> = self.topics().iter().map(|t| t.record()).collect();
         records.push(record.clone());
-        // The new dirs' entries are durable before the metadata names them.
-        let saved = metadata::sync_dir(&self.data_dir)
-            .map_err(BrokerError::from)
-            .and_then(|()| Ok(store.save(records)?));
-        if let Err(e) = saved {
-            drop(topic);
-            return Err(self.undo_partitions(&new.name, 0..partitions, e));
-        }
+        let topic = self
+            .commit_new_partitions(&new.name, 0..partitions, topic, || Ok(store.save(records)?))?;
         let topic = Arc::new(topic);
         self.install(topic.clone())?;
         info!(topic = %new.name, partitions, "topic created");
@@ -489,33 +490,20 @@ impl Broker {
             .log_config(&self.config.log)
             .map_err(BrokerError::InvalidConfig)?;
         // New partitions before metadata, as in create_topic.
-        let mut partitions = topic.partitions.clone();
-        for i in current..count {
-            let dir = Self::partition_dir(&self.data_dir, name, i);
-            match Partition::open(i, dir, log_config.clone()) {
-                Ok(p) => partitions.push(Arc::new(p)),
-                Err(e) => {
-                    drop(partitions);
-                    return Err(self.undo_partitions(name, current..count, e));
-                }
-            }
-        }
+        let added = Self::open_partitions(&self.data_dir, name, current..count, &log_config)
+            .map_err(|e| self.undo_partitions(name, current..count, e))?;
         let record = TopicRecord {
             partitions: count,
             ..topic.record()
         };
-        let saved = metadata::sync_dir(&self.data_dir)
-            .map_err(BrokerError::from)
-            .and_then(|()| self.save_replacing(&store, record));
-        if let Err(e) = saved {
-            drop(partitions);
-            return Err(self.undo_partitions(name, current..count, e));
-        }
+        let added = self.commit_new_partitions(name, current..count, added, || {
+            self.save_replacing(&store, record)
+        })?;
         self.install(Arc::new(Topic {
             name: topic.name.clone(),
             id: topic.id,
             configs: topic.configs.clone(),
-            partitions,
+            partitions: topic.partitions.iter().cloned().chain(added).collect(),
         }))?;
         info!(topic = %name, from = current, to = count, "partitions added");
         Ok(())
@@ -554,6 +542,29 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Saves (`save`) the metadata that names the just created partitions
+    /// `range` of `name`, whose logs `opened` holds, after making their
+    /// dirs' entries durable. If either fails, the logs are closed and the
+    /// dirs removed.
+    fn commit_new_partitions<T>(
+        &self,
+        name: &str,
+        range: std::ops::Range<i32>,
+        opened: T,
+        save: impl FnOnce() -> Result<(), BrokerError>,
+    ) -> Result<T, BrokerError> {
+        match metadata::sync_dir(&self.data_dir)
+            .map_err(BrokerError::from)
+            .and_then(|()| save())
+        {
+            Ok(()) => Ok(opened),
+            Err(e) => {
+                drop(opened);
+                Err(self.undo_partitions(name, range, e))
+            }
+        }
     }
 
     /// After a failed creation: removes the dirs of partitions `range` of

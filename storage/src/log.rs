@@ -348,14 +348,14 @@ impl Log {
             }
         }
         let map_len = self.map_len();
-        let config = self.config.clone();
-        let seg = self.active_mut();
+        let last = self.segments.len() - 1;
+        let seg = &mut self.segments[last];
         let path = seg.log_path.clone();
         if offset < seg.next_offset {
             seg.truncate_to(offset, map_len)
                 .map_err(io_error("truncate", &path))?;
         }
-        seg.activate(&config, map_len)
+        seg.activate(&self.config, map_len)
             .map_err(io_error("activate segment", &path))?;
         let end = seg.next_offset;
         let base = seg.base;
