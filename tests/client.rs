@@ -6,20 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::TestBroker;
+use common::{rt, TestBroker};
 use strom_client::{
     partition_for_key, Acks, Admin, ClientConfig, Compression, ConfigResource, Consumer,
     ConsumerConfig, NewTopic, OffsetReset, Producer, ProducerConfig, ProducerRecord, RecordRef,
     Seek, TopicPartition, EARLIEST, LATEST,
 };
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn read_all(
     addr: &str,

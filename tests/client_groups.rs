@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::TestBroker;
+use common::{rt, TestBroker};
 use strom_client::{
     Admin, Assignor, ClientConfig, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer,
     ProducerConfig, ProducerRecord, RebalanceEvent,
@@ -84,12 +84,7 @@ async fn wait_for(seen: &Seen, n: usize, what: &str) {
 
 fn three_members_share_the_topic(assignor: Assignor) {
     let broker = TestBroker::start_with_config(Some(FAST_GROUPS));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         const TOPIC: &str = "events";
         const N: usize = 3000;
         let group = format!("g-{}", assignor.name());
@@ -215,12 +210,7 @@ fn roundrobin_group_of_three_rebalances_and_consumes_each_record_once() {
 #[test]
 fn a_running_group_and_producer_take_up_added_partitions() {
     let broker = TestBroker::start_with_config(Some(FAST_GROUPS));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    rt().block_on(async {
         const TOPIC: &str = "grows";
         let admin = Admin::new(ClientConfig::new(&broker.addr)).await.unwrap();
         admin

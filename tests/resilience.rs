@@ -25,12 +25,8 @@ fn name(s: &str) -> TopicName {
 }
 
 fn create_topic(client: &mut Client, topic: &str, partitions: i32) {
-    let request = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(name(topic))
-        .with_num_partitions(partitions)
-        .with_replication_factor(1)]);
-    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, 5, &request);
-    assert_eq!(response.topics[0].error_code, 0);
+    let (code, message) = try_create_topic(client, topic, partitions);
+    assert_eq!(code, 0, "{message}");
 }
 
 /// Produces one single-record batch with acks=all: Some((error code, base

@@ -292,3 +292,12 @@ impl Client {
         self.correlation
     }
 }
+
+/// A two-worker runtime (the machine has two cores) for client tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
